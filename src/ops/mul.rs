@@ -1,0 +1,57 @@
+//! Elementwise (Hadamard) product `c = a ∘ b`.
+//!
+//! Derivative: `dc = da ∘ b + a ∘ db`; VJP `(g ∘ b, g ∘ a)`.
+
+use crate::tape::{Op, Scalar, Var};
+
+struct MulOp;
+
+impl<T: Scalar> Op<T> for MulOp {
+    fn name(&self) -> &'static str {
+        "mul_elem"
+    }
+    fn vjp<'t>(&self, x: &[Var<'t, T>], _: Var<'t, T>, g: Var<'t, T>) -> Vec<Option<Var<'t, T>>> {
+        vec![Some(g.mul_elem(x[1])), Some(g.mul_elem(x[0]))]
+    }
+}
+
+impl<'t, T: Scalar> Var<'t, T> {
+    /// Elementwise product of two same-shape variables.
+    ///
+    /// ```
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::dmatrix;
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.constant(dmatrix![1.0, 2.0]);
+    /// let b = tape.constant(dmatrix![3.0, 4.0]);
+    /// assert_eq!(a.mul_elem(b).value(), dmatrix![3.0, 8.0]);
+    /// ```
+    pub fn mul_elem(self, other: Self) -> Self {
+        self.zip_op(other, MulOp, "mul_elem", |a, b| a * b)
+    }
+
+    /// Elementwise square `a ∘ a`.
+    pub fn square(self) -> Self {
+        self.mul_elem(self)
+    }
+
+    /// Inner product `sum(a ∘ b)` as a 1 x 1 variable.
+    pub fn dot(self, other: Self) -> Self {
+        self.mul_elem(other).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::testing::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(config())]
+        #[test]
+        fn mul_gradients(r in 1usize..5, c in 1usize..5, seed in 0u64..1_000_000) {
+            let f = tape_fn(|x| x[0].mul_elem(x[1]).mul_elem(x[0]));
+            check(&f, &[rand(seed, r, c), rand(seed + 1, r, c)], seed)?;
+        }
+    }
+}

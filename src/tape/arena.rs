@@ -1,0 +1,193 @@
+//! The append-only arena of recorded nodes.
+
+use super::{Op, Scalar, Var};
+use nalgebra::DMatrix;
+use std::cell::{Cell, Ref, RefCell};
+use std::rc::Rc;
+
+/// A recorded value: the output of one operation, or a leaf.
+pub(crate) struct Node<T: Scalar> {
+    pub(crate) value: DMatrix<T>,
+    /// `None` for leaves and for values that need no gradient.
+    pub(crate) op: Option<Rc<dyn Op<T>>>,
+    pub(crate) inputs: Vec<u32>,
+    pub(crate) requires_grad: bool,
+    /// Truncation generation the node was created in; lets stale handles be detected.
+    pub(crate) epoch: u32,
+}
+
+/// A position on the tape returned by [`Tape::mark`]; [`Tape::truncate`] drops everything after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark(pub(crate) usize);
+
+/// The reverse-mode tape: an arena of nodes whose creation order is a topological order.
+///
+/// Values are handled through copyable [`Var`] handles that borrow the tape. Gradients are
+/// computed by [`Tape::grad`], optionally recording the backward pass so it can be
+/// differentiated again.
+///
+/// ```
+/// use convergent_l2o::tape::Tape;
+/// use nalgebra::dmatrix;
+///
+/// let tape = Tape::<f64>::new();
+/// let x = tape.param(dmatrix![1.0, 2.0; 3.0, 4.0]);
+/// let loss = x.mul_elem(x).sum(); // sum of squares
+/// let g = tape.grad(&[loss], &[x], false);
+/// assert_eq!(g[0].value(), dmatrix![2.0, 4.0; 6.0, 8.0]);
+/// ```
+pub struct Tape<T: Scalar> {
+    pub(crate) nodes: RefCell<Vec<Node<T>>>,
+    recording: Cell<bool>,
+    epoch: Cell<u32>,
+}
+
+impl<T: Scalar> Default for Tape<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Scalar> Tape<T> {
+    /// An empty tape that records operations on variables that need gradients.
+    pub fn new() -> Self {
+        Tape {
+            nodes: RefCell::new(Vec::new()),
+            recording: Cell::new(true),
+            epoch: Cell::new(0),
+        }
+    }
+
+    /// A leaf that gradients can be taken with respect to (a parameter or a meta-parameter).
+    pub fn param(&self, value: DMatrix<T>) -> Var<'_, T> {
+        self.push_leaf(value, true)
+    }
+
+    /// A leaf that never receives a gradient (data, targets, fixed hyperparameters).
+    pub fn constant(&self, value: DMatrix<T>) -> Var<'_, T> {
+        self.push_leaf(value, false)
+    }
+
+    /// A 1 x 1 parameter leaf.
+    pub fn scalar_param(&self, value: T) -> Var<'_, T> {
+        self.param(DMatrix::from_element(1, 1, value))
+    }
+
+    /// A 1 x 1 constant leaf.
+    pub fn scalar(&self, value: T) -> Var<'_, T> {
+        self.constant(DMatrix::from_element(1, 1, value))
+    }
+
+    /// Number of nodes currently on the tape.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// True when nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total number of scalars held by the tape's values (a memory measure).
+    pub fn num_scalars(&self) -> usize {
+        self.nodes.borrow().iter().map(|n| n.value.len()).sum()
+    }
+
+    /// The current end of the tape, to pass to [`Tape::truncate`] later.
+    pub fn mark(&self) -> Mark {
+        Mark(self.len())
+    }
+
+    /// Drops every node recorded after `mark`, freeing its memory.
+    ///
+    /// Handles to dropped nodes become invalid: using one panics with a clear message instead of
+    /// silently reading a newer node that reuses the slot.
+    pub fn truncate(&self, mark: Mark) {
+        let mut nodes = self.nodes.borrow_mut();
+        assert!(
+            mark.0 <= nodes.len(),
+            "Tape::truncate: mark {} is past the end of the tape ({} nodes)",
+            mark.0,
+            nodes.len()
+        );
+        nodes.truncate(mark.0);
+        self.epoch.set(self.epoch.get().wrapping_add(1));
+    }
+
+    /// Runs `f` without recording: every value it creates is a constant, so no gradient flows
+    /// through it (evaluation of optimizers when no meta-gradient is wanted).
+    pub fn no_grad<R>(&self, f: impl FnOnce() -> R) -> R {
+        let previous = self.recording.replace(false);
+        let result = f();
+        self.recording.set(previous);
+        result
+    }
+
+    /// Whether new operations are being recorded.
+    pub fn is_recording(&self) -> bool {
+        self.recording.get()
+    }
+
+    pub(crate) fn set_recording(&self, on: bool) -> bool {
+        self.recording.replace(on)
+    }
+
+    fn push_leaf(&self, value: DMatrix<T>, requires_grad: bool) -> Var<'_, T> {
+        self.push(Node {
+            value,
+            op: None,
+            inputs: Vec::new(),
+            requires_grad,
+            epoch: self.epoch.get(),
+        })
+    }
+
+    fn push(&self, node: Node<T>) -> Var<'_, T> {
+        let mut nodes = self.nodes.borrow_mut();
+        let id = u32::try_from(nodes.len()).expect("tape holds more than u32::MAX nodes");
+        let epoch = node.epoch;
+        nodes.push(node);
+        Var::new(self, id, epoch)
+    }
+
+    /// Records the result `value` of `op` applied to `inputs`.
+    ///
+    /// The node keeps its operation only if recording is on and some input needs a gradient;
+    /// otherwise it is stored as a constant and costs nothing in backward passes.
+    pub fn record(&self, op: impl Op<T>, inputs: &[Var<'_, T>], value: DMatrix<T>) -> Var<'_, T> {
+        let requires_grad = self.recording.get() && inputs.iter().any(|v| v.requires_grad());
+        let epoch = self.epoch.get();
+        if requires_grad {
+            self.push(Node {
+                value,
+                op: Some(Rc::new(op)),
+                inputs: inputs.iter().map(|v| v.id).collect(),
+                requires_grad,
+                epoch,
+            })
+        } else {
+            self.push(Node {
+                value,
+                op: None,
+                inputs: Vec::new(),
+                requires_grad,
+                epoch,
+            })
+        }
+    }
+
+    /// Borrows the node behind a handle, checking that the handle is still valid.
+    pub(crate) fn node(&self, id: u32, epoch: u32) -> Ref<'_, Node<T>> {
+        let nodes = self.nodes.borrow();
+        Ref::map(nodes, |nodes| {
+            let node = nodes
+                .get(id as usize)
+                .unwrap_or_else(|| panic!("stale Var: node {id} was dropped by Tape::truncate"));
+            assert!(
+                node.epoch == epoch,
+                "stale Var: node {id} was dropped by Tape::truncate and its slot reused"
+            );
+            node
+        })
+    }
+}

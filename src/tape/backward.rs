@@ -1,0 +1,357 @@
+//! Reverse-mode gradients: `grad`, its recorded ("create graph") form, and Hessian-vector products.
+
+use super::{Scalar, Tape, Var};
+use nalgebra::DMatrix;
+use std::rc::Rc;
+
+impl<T: Scalar> Tape<T> {
+    /// Gradients of the sum of `outputs` with respect to each of `wrt`.
+    ///
+    /// Every output is seeded with ones (for a 1 x 1 loss: d loss / d wrt). The gradients are
+    /// returned as new variables, never stored on the parameters. With `create_graph` the
+    /// backward pass is recorded, so the returned gradients can be differentiated again (to any
+    /// order); without it, the backward pass runs unrecorded, accumulates in place, frees its
+    /// temporaries as it goes, and returns constants. A `wrt` variable that the outputs do not
+    /// depend on gets a zero gradient.
+    ///
+    /// ```
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::dmatrix;
+    ///
+    /// // f(x) = x^3, f'(x) = 3x^2, f''(x) = 6x
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.param(dmatrix![2.0]);
+    /// let y = x.powi(3).sum();
+    /// let dy = tape.grad(&[y], &[x], true)[0];
+    /// assert_eq!(dy.scalar(), 12.0);
+    /// let d2y = tape.grad(&[dy], &[x], false)[0];
+    /// assert_eq!(d2y.scalar(), 12.0);
+    /// ```
+    pub fn grad<'t>(
+        &'t self,
+        outputs: &[Var<'t, T>],
+        wrt: &[Var<'t, T>],
+        create_graph: bool,
+    ) -> Vec<Var<'t, T>> {
+        let seeds: Vec<Var<'t, T>> = outputs
+            .iter()
+            .map(|y| {
+                let (r, c) = y.shape();
+                self.constant(DMatrix::from_element(r, c, T::one()))
+            })
+            .collect();
+        self.grad_with_seeds(outputs, &seeds, wrt, create_graph)
+    }
+
+    /// Like [`Tape::grad`] with explicit output cotangents: returns `sum_i seeds_i^T d outputs_i / d wrt`.
+    ///
+    /// Seeds may themselves be recorded variables (their dependence is then differentiable when
+    /// `create_graph` is on).
+    pub fn grad_with_seeds<'t>(
+        &'t self,
+        outputs: &[Var<'t, T>],
+        seeds: &[Var<'t, T>],
+        wrt: &[Var<'t, T>],
+        create_graph: bool,
+    ) -> Vec<Var<'t, T>> {
+        assert_eq!(
+            outputs.len(),
+            seeds.len(),
+            "Tape::grad_with_seeds: {} outputs but {} seeds",
+            outputs.len(),
+            seeds.len()
+        );
+        for (y, s) in outputs.iter().zip(seeds) {
+            assert!(
+                y.shape() == s.shape(),
+                "Tape::grad: output {:?} and its seed {:?} differ in shape",
+                y.shape(),
+                s.shape()
+            );
+        }
+        let result = if create_graph {
+            Backward::recorded(self, outputs, wrt).run(seeds)
+        } else {
+            let previous = self.set_recording(false);
+            let r = Backward::unrecorded(self, outputs, wrt).run(seeds);
+            self.set_recording(previous);
+            r
+        };
+        result
+            .into_iter()
+            .zip(wrt)
+            .map(|(g, x)| match g {
+                Gradient::Var(v) => v,
+                Gradient::Value(m) => self.constant(m),
+                Gradient::Zero => x.zeros_like(),
+            })
+            .collect()
+    }
+
+    /// Hessian-vector product `(d^2 f / dx^2) v` of a 1 x 1 `f`, by reverse over reverse.
+    ///
+    /// With `create_graph` the result stays differentiable (third order and beyond).
+    ///
+    /// ```
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::dmatrix;
+    ///
+    /// // f(x) = x1^2 x2, H = [[2 x2, 2 x1], [2 x1, 0]]
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.param(dmatrix![1.0; 3.0]);
+    /// let f = x.slice(0, 0, 1, 1).powi(2).mul_elem(x.slice(1, 0, 1, 1)).sum();
+    /// let v = tape.constant(dmatrix![1.0; 1.0]);
+    /// let hv = tape.hvp(f, x, v, false);
+    /// assert_eq!(hv.value(), dmatrix![8.0; 2.0]);
+    /// ```
+    pub fn hvp<'t>(
+        &'t self,
+        f: Var<'t, T>,
+        x: Var<'t, T>,
+        v: Var<'t, T>,
+        create_graph: bool,
+    ) -> Var<'t, T> {
+        let g = self.grad(&[f], &[x], true)[0];
+        let directional = g.mul_elem(v).sum();
+        self.grad(&[directional], &[x], create_graph)[0]
+    }
+}
+
+enum Gradient<'t, T: Scalar> {
+    Zero,
+    Var(Var<'t, T>),
+    Value(DMatrix<T>),
+}
+
+/// One backward sweep over the nodes between the lowest `wrt` and the highest output.
+struct Backward<'t, T: Scalar> {
+    tape: &'t Tape<T>,
+    recorded: bool,
+    /// Nodes below this index are not visited (no `wrt` lies below it).
+    low: usize,
+    /// `reaches[i - low]`: node `i` has a `wrt` variable among its ancestors (or is one).
+    reaches: Vec<bool>,
+    is_wrt: Vec<bool>,
+    grads: Vec<Gradient<'t, T>>,
+    outputs: Vec<usize>,
+    wrt: Vec<usize>,
+}
+
+impl<'t, T: Scalar> Backward<'t, T> {
+    fn recorded(tape: &'t Tape<T>, outputs: &[Var<'t, T>], wrt: &[Var<'t, T>]) -> Self {
+        Self::new(tape, outputs, wrt, true)
+    }
+
+    fn unrecorded(tape: &'t Tape<T>, outputs: &[Var<'t, T>], wrt: &[Var<'t, T>]) -> Self {
+        Self::new(tape, outputs, wrt, false)
+    }
+
+    fn new(tape: &'t Tape<T>, outputs: &[Var<'t, T>], wrt: &[Var<'t, T>], recorded: bool) -> Self {
+        // Validate handles before the sweep borrows the arena.
+        for v in outputs.iter().chain(wrt) {
+            let _ = v.shape();
+        }
+        let outputs: Vec<usize> = outputs.iter().map(|v| v.id()).collect();
+        let wrt: Vec<usize> = wrt.iter().map(|v| v.id()).collect();
+        let high = outputs.iter().copied().max().map_or(0, |h| h + 1);
+        let low = wrt.iter().copied().min().unwrap_or(high).min(high);
+        let span = high - low;
+        let mut reaches = vec![false; span];
+        let mut is_wrt = vec![false; span];
+        for &w in &wrt {
+            if w < high {
+                reaches[w - low] = true;
+                is_wrt[w - low] = true;
+            }
+        }
+        {
+            let nodes = tape.nodes.borrow();
+            for i in low..high {
+                if reaches[i - low] || nodes[i].op.is_none() {
+                    continue;
+                }
+                reaches[i - low] = nodes[i]
+                    .inputs
+                    .iter()
+                    .any(|&j| (j as usize) >= low && reaches[j as usize - low]);
+            }
+        }
+        let grads = (0..span).map(|_| Gradient::Zero).collect();
+        Backward {
+            tape,
+            recorded,
+            low,
+            reaches,
+            is_wrt,
+            grads,
+            outputs,
+            wrt,
+        }
+    }
+
+    fn run(mut self, seeds: &[Var<'t, T>]) -> Vec<Gradient<'t, T>> {
+        let high = self.low + self.reaches.len();
+        for (&y, &s) in self.outputs.clone().iter().zip(seeds) {
+            if y >= self.low && self.reaches[y - self.low] {
+                let g = if self.recorded {
+                    Gradient::Var(s)
+                } else {
+                    Gradient::Value(s.value())
+                };
+                self.accumulate(y, g);
+            }
+        }
+        let scratch = self.tape.mark();
+        for i in (self.low..high).rev() {
+            if matches!(self.grads[i - self.low], Gradient::Zero) {
+                continue;
+            }
+            let (inputs, has_op) = {
+                let nodes = self.tape.nodes.borrow();
+                let n = &nodes[i];
+                let inputs: Vec<Var<'t, T>> = n
+                    .inputs
+                    .iter()
+                    .map(|&j| Var::new(self.tape, j, nodes[j as usize].epoch))
+                    .collect();
+                (inputs, n.op.is_some())
+            };
+            if !has_op {
+                continue;
+            }
+            let output = {
+                let nodes = self.tape.nodes.borrow();
+                Var::new(self.tape, i as u32, nodes[i].epoch)
+            };
+            let g = self.cotangent_var(i);
+            let input_grads = self.call_vjp(i, &inputs, output, g);
+            let op_name = self.check_arity(i, &inputs, &input_grads);
+            let taken = self.collect(op_name, &inputs, input_grads, scratch.0);
+            for (j, gj) in taken {
+                self.accumulate(j, gj);
+            }
+            if !self.recorded {
+                self.tape.truncate(scratch);
+            }
+        }
+        let low = self.low;
+        let wrt = std::mem::take(&mut self.wrt);
+        wrt.iter()
+            .map(|&w| {
+                if w < low || w >= high {
+                    return Gradient::Zero;
+                }
+                match &self.grads[w - low] {
+                    Gradient::Zero => Gradient::Zero,
+                    Gradient::Var(v) => Gradient::Var(*v),
+                    Gradient::Value(m) => Gradient::Value(m.clone()),
+                }
+            })
+            .collect()
+    }
+
+    fn call_vjp(
+        &self,
+        i: usize,
+        inputs: &[Var<'t, T>],
+        output: Var<'t, T>,
+        g: Var<'t, T>,
+    ) -> Vec<Option<Var<'t, T>>> {
+        // The op is shared out of the arena because its VJP records new nodes into it.
+        let op = {
+            let nodes = self.tape.nodes.borrow();
+            Rc::clone(nodes[i].op.as_ref().expect("node with an op"))
+        };
+        op.vjp(inputs, output, g)
+    }
+
+    fn check_arity(
+        &self,
+        i: usize,
+        inputs: &[Var<'t, T>],
+        grads: &[Option<Var<'t, T>>],
+    ) -> &'static str {
+        let name = {
+            let nodes = self.tape.nodes.borrow();
+            nodes[i].op.as_ref().map_or("leaf", |o| o.name())
+        };
+        if grads.len() != inputs.len() {
+            panic!(
+                "{name}: VJP returned {} cotangents for {} inputs",
+                grads.len(),
+                inputs.len()
+            );
+        }
+        name
+    }
+
+    /// The accumulated cotangent of node `i` as a variable the VJP can use.
+    fn cotangent_var(&mut self, i: usize) -> Var<'t, T> {
+        let slot = i - self.low;
+        match &mut self.grads[slot] {
+            Gradient::Var(v) => *v,
+            Gradient::Value(m) => {
+                // The last use of an accumulated value, unless the caller asked for it.
+                let value = if self.is_wrt[slot] {
+                    m.clone()
+                } else {
+                    std::mem::replace(m, DMatrix::zeros(0, 0))
+                };
+                self.tape.constant(value)
+            }
+            Gradient::Zero => unreachable!("cotangent of a node with no gradient"),
+        }
+    }
+
+    /// Turns VJP results into gradients for the inputs that lead to a `wrt` variable.
+    fn collect(
+        &self,
+        op_name: &str,
+        inputs: &[Var<'t, T>],
+        grads: Vec<Option<Var<'t, T>>>,
+        scratch: usize,
+    ) -> Vec<(usize, Gradient<'t, T>)> {
+        let mut out = Vec::with_capacity(inputs.len());
+        for (k, (x, g)) in inputs.iter().zip(&grads).enumerate() {
+            let (j, Some(g)) = (x.id(), g) else { continue };
+            if j < self.low || !self.reaches[j - self.low] {
+                continue;
+            }
+            assert!(
+                g.shape() == x.shape(),
+                "{op_name}: VJP produced a {:?} cotangent for a {:?} input",
+                g.shape(),
+                x.shape()
+            );
+            let gradient = if self.recorded {
+                Gradient::Var(*g)
+            } else {
+                let reused_later = grads[k + 1..].iter().flatten().any(|h| h.id == g.id);
+                if g.id() >= scratch && !reused_later {
+                    let mut nodes = self.tape.nodes.borrow_mut();
+                    Gradient::Value(std::mem::replace(
+                        &mut nodes[g.id()].value,
+                        DMatrix::zeros(0, 0),
+                    ))
+                } else {
+                    Gradient::Value(g.value())
+                }
+            };
+            out.push((j, gradient));
+        }
+        out
+    }
+
+    fn accumulate(&mut self, j: usize, g: Gradient<'t, T>) {
+        let slot = &mut self.grads[j - self.low];
+        *slot = match (std::mem::replace(slot, Gradient::Zero), g) {
+            (Gradient::Zero, g) => g,
+            (Gradient::Var(a), Gradient::Var(b)) => Gradient::Var(a + b),
+            (Gradient::Value(mut a), Gradient::Value(b)) => {
+                a += &b;
+                Gradient::Value(a)
+            }
+            _ => unreachable!("recorded and unrecorded gradients mixed in one sweep"),
+        };
+    }
+}

@@ -1,0 +1,91 @@
+//! The floating-point types the tape computes in.
+
+use nalgebra::RealField;
+use serde::{de::DeserializeOwned, Serialize};
+use std::fmt::{Debug, Display};
+
+/// A real scalar the tape can hold: `f32` (the paper's experiments) or `f64` (gradient checks).
+///
+/// ```
+/// use convergent_l2o::tape::Scalar;
+/// assert_eq!(<f32 as Scalar>::cast(0.5), 0.5f32);
+/// assert_eq!(2.0f64.as_f64(), 2.0);
+/// ```
+pub trait Scalar:
+    RealField + Copy + Default + Debug + Display + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// Short name of the type, as printed by benchmarks (`"f32"`, `"f64"`).
+    const NAME: &'static str;
+    /// Converts from `f64`, rounding to the nearest representable value.
+    fn cast(x: f64) -> Self;
+    /// Converts to `f64` exactly.
+    fn as_f64(self) -> f64;
+    /// `c = a b` for an m x k `a` and a k x n `b` given as raw arrays with row and column
+    /// strides (so transposes are free), through `matrixmultiply`.
+    ///
+    /// # Safety
+    /// Every element addressed by the dimensions and strides must be valid, and `c` must not
+    /// alias `a` or `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_strided(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        a_strides: (isize, isize),
+        b: *const Self,
+        b_strides: (isize, isize),
+        c: *mut Self,
+        c_strides: (isize, isize),
+    );
+    /// Converts a count or index to this type.
+    fn from_count(n: usize) -> Self {
+        Self::cast(n as f64)
+    }
+}
+
+impl Scalar for f32 {
+    const NAME: &'static str = "f32";
+    unsafe fn gemm_strided(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        (rsa, csa): (isize, isize),
+        b: *const Self,
+        (rsb, csb): (isize, isize),
+        c: *mut Self,
+        (rsc, csc): (isize, isize),
+    ) {
+        matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc);
+    }
+    fn cast(x: f64) -> Self {
+        x as f32
+    }
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Scalar for f64 {
+    const NAME: &'static str = "f64";
+    unsafe fn gemm_strided(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        (rsa, csa): (isize, isize),
+        b: *const Self,
+        (rsb, csb): (isize, isize),
+        c: *mut Self,
+        (rsc, csc): (isize, isize),
+    ) {
+        matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc);
+    }
+    fn cast(x: f64) -> Self {
+        x
+    }
+    fn as_f64(self) -> f64 {
+        self
+    }
+}
