@@ -12,7 +12,7 @@ impl<T: Scalar> Op<T> for DivOp {
     }
     fn vjp<'t>(&self, x: &[Var<'t, T>], c: Var<'t, T>, g: Var<'t, T>) -> Vec<Option<Var<'t, T>>> {
         let ga = g.div_elem(x[1]);
-        vec![Some(ga), Some(-(ga.mul_elem(c)))]
+        vec![Some(ga), x[1].requires_grad().then(|| -(ga.mul_elem(c)))]
     }
 }
 

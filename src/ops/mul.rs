@@ -11,7 +11,10 @@ impl<T: Scalar> Op<T> for MulOp {
         "mul_elem"
     }
     fn vjp<'t>(&self, x: &[Var<'t, T>], _: Var<'t, T>, g: Var<'t, T>) -> Vec<Option<Var<'t, T>>> {
-        vec![Some(g.mul_elem(x[1])), Some(g.mul_elem(x[0]))]
+        vec![
+            x[0].requires_grad().then(|| g.mul_elem(x[1])),
+            x[1].requires_grad().then(|| g.mul_elem(x[0])),
+        ]
     }
 }
 

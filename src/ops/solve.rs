@@ -13,7 +13,7 @@ impl<T: Scalar> Op<T> for SolveOp {
     }
     fn vjp<'t>(&self, a: &[Var<'t, T>], x: Var<'t, T>, g: Var<'t, T>) -> Vec<Option<Var<'t, T>>> {
         let db = a[0].t().solve(g);
-        vec![Some(-db.matmul_tr(x)), Some(db)]
+        vec![a[0].requires_grad().then(|| -db.matmul_tr(x)), Some(db)]
     }
 }
 
