@@ -113,6 +113,12 @@ mod tests {
             check(&rows, &[rand(seed, r, c)], seed)?;
             let cols = tape_fn(|x| x[0].square().col_means());
             check(&cols, &[rand(seed, r, c)], seed)?;
+            let col_sums = tape_fn(|x| x[0].square().col_sums());
+            check(&col_sums, &[rand(seed, r, c)], seed)?;
+            let row_means = tape_fn(|x| x[0].square().row_means());
+            check(&row_means, &[rand(seed, r, c)], seed)?;
+            let mean = tape_fn(|x| x[0].square().mean());
+            check(&mean, &[rand(seed, r, c)], seed)?;
         }
     }
 }

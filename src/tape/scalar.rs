@@ -44,48 +44,32 @@ pub trait Scalar:
     }
 }
 
-impl Scalar for f32 {
-    const NAME: &'static str = "f32";
-    unsafe fn gemm_strided(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const Self,
-        (rsa, csa): (isize, isize),
-        b: *const Self,
-        (rsb, csb): (isize, isize),
-        c: *mut Self,
-        (rsc, csc): (isize, isize),
-    ) {
-        matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc);
-    }
-    fn cast(x: f64) -> Self {
-        x as f32
-    }
-    fn as_f64(self) -> f64 {
-        self as f64
-    }
+macro_rules! impl_scalar {
+    ($ty:ident, $gemm:path) => {
+        impl Scalar for $ty {
+            const NAME: &'static str = stringify!($ty);
+            unsafe fn gemm_strided(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const Self,
+                (rsa, csa): (isize, isize),
+                b: *const Self,
+                (rsb, csb): (isize, isize),
+                c: *mut Self,
+                (rsc, csc): (isize, isize),
+            ) {
+                $gemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc);
+            }
+            fn cast(x: f64) -> Self {
+                x as $ty
+            }
+            fn as_f64(self) -> f64 {
+                self as f64
+            }
+        }
+    };
 }
 
-impl Scalar for f64 {
-    const NAME: &'static str = "f64";
-    unsafe fn gemm_strided(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const Self,
-        (rsa, csa): (isize, isize),
-        b: *const Self,
-        (rsb, csb): (isize, isize),
-        c: *mut Self,
-        (rsc, csc): (isize, isize),
-    ) {
-        matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc);
-    }
-    fn cast(x: f64) -> Self {
-        x
-    }
-    fn as_f64(self) -> f64 {
-        self
-    }
-}
+impl_scalar!(f32, matrixmultiply::sgemm);
+impl_scalar!(f64, matrixmultiply::dgemm);
