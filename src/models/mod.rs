@@ -1,5 +1,11 @@
 //! Models on the tape: building blocks of optimizees and learned optimizers.
+//!
+//! A model keeps its parameters off the tape in a [`Params`] (serializable, updated by an
+//! outer optimizer) and runs on a tape through [`Params::bind`] (trainable leaves) or
+//! [`Params::bind_constants`] (evaluation).
 
 mod activation;
+mod params;
 
 pub use activation::Activation;
+pub use params::{bincode_options, write_atomically, Bound, Params, ParamsError};
