@@ -168,6 +168,14 @@ fn hvp_matches_the_hessian_of_a_quadratic() {
 }
 
 #[test]
+#[should_panic(expected = "is a constant, so no gradient can reach it")]
+fn gradient_with_respect_to_a_constant_is_refused() {
+    let tape = Tape::<f64>::new();
+    let x = tape.constant(DMatrix::from_element(1, 1, 2.0));
+    let _ = tape.grad(&[x.square()], &[x], false);
+}
+
+#[test]
 fn unrelated_wrt_gets_zero_and_no_grad_records_nothing() {
     let tape = Tape::<f64>::new();
     let x = tape.scalar_param(2.0);

@@ -5,7 +5,14 @@
 //! [`Params::bind_constants`] (evaluation).
 
 mod activation;
+pub mod lstm;
+pub mod mlp;
 mod params;
 
 pub use activation::Activation;
+pub use lstm::{
+    CellState, CoordinatewiseConfig, CoordinatewiseLstm, LstmCell, LstmState, Preprocessing,
+    StackedLstm, TwoLayerLstm,
+};
+pub use mlp::{BuildError, Linear, Mlp, MlpConfig, ParamSource};
 pub use params::{bincode_options, write_atomically, Bound, Params, ParamsError};

@@ -1,3 +1,21 @@
-//! Optimizers: hand-crafted baselines (Adam, SGD, NAG, RMSprop, GD) and learned optimizers
-//! (ConvergentL2O, LSTM). Empty until the optimizers issue lands; listed here so the layout
-//! of the crate matches ARCHITECTURE.md.
+//! Optimizers: hand-crafted baselines with PyTorch's semantics, written once for plain
+//! matrices and for tape variables ([`UpdateTensor`]), and Lemma 1's convergence certificate.
+//! Learned optimizers (ConvergentL2O, LSTM) come with the optimizers issue.
+
+mod adam;
+mod certificate;
+mod gd;
+mod hyper;
+mod rmsprop;
+mod rule;
+mod sgd;
+mod tensor;
+
+pub use adam::{Adam, AdamState};
+pub use certificate::{Certificate, Lemma1};
+pub use gd::{HeavyBall, HeavyBallState};
+pub use hyper::HyperError;
+pub use rmsprop::{RmsProp, RmsPropState};
+pub use rule::{Rule, RuleState, Stepper};
+pub use sgd::{Sgd, SgdState};
+pub use tensor::UpdateTensor;

@@ -12,7 +12,9 @@ impl<T: Scalar> Tape<T> {
     /// backward pass is recorded, so the returned gradients can be differentiated again (to any
     /// order); without it, the backward pass runs unrecorded, accumulates in place, frees its
     /// temporaries as it goes, and returns constants. A `wrt` variable that the outputs do not
-    /// depend on gets a zero gradient.
+    /// depend on gets a zero gradient; a `wrt` that is a constant (made by `Tape::constant`,
+    /// `stop_gradient` or under `Tape::no_grad`) is refused with a panic, since its true
+    /// gradient could not be computed.
     ///
     /// ```
     /// use convergent_l2o::tape::Tape;
@@ -61,6 +63,13 @@ impl<T: Scalar> Tape<T> {
             outputs.len(),
             seeds.len()
         );
+        for (k, x) in wrt.iter().enumerate() {
+            assert!(
+                x.requires_grad(),
+                "Tape::grad: wrt[{k}] ({x:?}) is a constant, so no gradient can reach it; \
+                 create it with Tape::param (or outside Tape::no_grad)"
+            );
+        }
         for (y, s) in outputs.iter().zip(seeds) {
             assert!(
                 y.shape() == s.shape(),
@@ -70,10 +79,10 @@ impl<T: Scalar> Tape<T> {
             );
         }
         let result = if create_graph {
-            Backward::recorded(self, outputs, wrt).run(seeds)
+            Backward::new(self, outputs, wrt, true).run(seeds)
         } else {
             let previous = self.set_recording(false);
-            let r = Backward::unrecorded(self, outputs, wrt).run(seeds);
+            let r = Backward::new(self, outputs, wrt, false).run(seeds);
             self.set_recording(previous);
             r
         };
@@ -138,14 +147,6 @@ struct Backward<'t, T: Scalar> {
 }
 
 impl<'t, T: Scalar> Backward<'t, T> {
-    fn recorded(tape: &'t Tape<T>, outputs: &[Var<'t, T>], wrt: &[Var<'t, T>]) -> Self {
-        Self::new(tape, outputs, wrt, true)
-    }
-
-    fn unrecorded(tape: &'t Tape<T>, outputs: &[Var<'t, T>], wrt: &[Var<'t, T>]) -> Self {
-        Self::new(tape, outputs, wrt, false)
-    }
-
     fn new(tape: &'t Tape<T>, outputs: &[Var<'t, T>], wrt: &[Var<'t, T>], recorded: bool) -> Self {
         // Validate handles before the sweep borrows the arena.
         for v in outputs.iter().chain(wrt) {

@@ -89,9 +89,11 @@ pub fn check_first_order(
     tol: Tolerance,
 ) -> Result<Report, String> {
     let w = output_weights(f, inputs, seed);
+    // Trainable leaves even for plain evaluation: `f` may take gradients of its own inputs
+    // (an unrolled optimizer does).
     let loss = |xs: &[DMatrix<f64>]| -> f64 {
         let tape = Tape::new();
-        let vars: Vec<_> = xs.iter().map(|x| tape.constant(x.clone())).collect();
+        let vars: Vec<_> = xs.iter().map(|x| tape.param(x.clone())).collect();
         f(&vars).value().dot(&w)
     };
     let analytic = first_order_gradients(f, inputs, &w, false);
@@ -185,7 +187,7 @@ pub fn check_gradients(
 
 fn output_weights(f: &impl TapeFn, inputs: &[DMatrix<f64>], seed: u64) -> DMatrix<f64> {
     let tape = Tape::new();
-    let vars: Vec<_> = inputs.iter().map(|x| tape.constant(x.clone())).collect();
+    let vars: Vec<_> = inputs.iter().map(|x| tape.param(x.clone())).collect();
     let (r, c) = f(&vars).shape();
     uniform(&mut StdRng::seed_from_u64(seed), r, c, -1.0, 1.0)
 }
