@@ -8,6 +8,7 @@ mod activation;
 pub mod lstm;
 pub mod mlp;
 mod params;
+pub mod ren;
 
 pub use activation::Activation;
 pub use lstm::{
