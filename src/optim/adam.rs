@@ -75,7 +75,7 @@ impl Adam {
     /// use nalgebra::dmatrix;
     /// let mut state = AdamState::default();
     /// // The first bias-corrected step has size lr whatever the gradient's scale.
-    /// let x1 = Adam::default().step(&mut state, &dmatrix![1.0], &dmatrix![250.0], &0.01);
+    /// let x1 = Adam::default().step(&mut state, &dmatrix![1.0f64], &dmatrix![250.0], &0.01);
     /// assert!((x1[0] - 0.99).abs() < 1e-9);
     /// ```
     pub fn step<X: UpdateTensor>(&self, state: &mut AdamState<X>, x: &X, g: &X, lr: &X::Rate) -> X {

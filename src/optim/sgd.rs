@@ -98,7 +98,7 @@ impl Sgd {
     /// use nalgebra::dmatrix;
     /// let nag = Sgd::nesterov(0.9).unwrap();
     /// let mut state = SgdState::default();
-    /// let x = dmatrix![1.0];
+    /// let x = dmatrix![1.0f64];
     /// // first step: b = g = 2, d = g + 0.9 b = 3.8, x = 1 - 0.1 * 3.8
     /// let x1 = nag.step(&mut state, &x, &dmatrix![2.0], &0.1);
     /// assert!((x1[0] - 0.62).abs() < 1e-15);
