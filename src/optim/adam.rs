@@ -79,11 +79,7 @@ impl Adam {
     /// assert!((x1[0] - 0.99).abs() < 1e-9);
     /// ```
     pub fn step<X: UpdateTensor>(&self, state: &mut AdamState<X>, x: &X, g: &X, lr: &X::Rate) -> X {
-        let g = if self.weight_decay != 0.0 {
-            g.lin(1.0, x, self.weight_decay)
-        } else {
-            g.clone()
-        };
+        let g = g.with_weight_decay(x, self.weight_decay);
         state.step += 1;
         let g2 = g.mul(&g);
         let (m, v) = match state.moments.take() {

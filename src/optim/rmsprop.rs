@@ -89,11 +89,7 @@ impl RmsProp {
         g: &X,
         lr: &X::Rate,
     ) -> X {
-        let g = if self.weight_decay != 0.0 {
-            g.lin(1.0, x, self.weight_decay)
-        } else {
-            g.clone()
-        };
+        let g = g.with_weight_decay(x, self.weight_decay);
         let v = ema(state.square_avg.take(), &g.mul(&g), self.alpha);
         let second = if self.centered {
             let a = ema(state.grad_avg.take(), &g, self.alpha);

@@ -104,11 +104,7 @@ impl Sgd {
     /// assert!((x1[0] - 0.62).abs() < 1e-15);
     /// ```
     pub fn step<X: UpdateTensor>(&self, state: &mut SgdState<X>, x: &X, g: &X, lr: &X::Rate) -> X {
-        let g = if self.weight_decay != 0.0 {
-            g.lin(1.0, x, self.weight_decay)
-        } else {
-            g.clone()
-        };
+        let g = g.with_weight_decay(x, self.weight_decay);
         let direction = if self.momentum == 0.0 {
             g
         } else {

@@ -34,6 +34,14 @@ pub trait UpdateTensor: Clone {
     fn minus(&self, other: &Self) -> Self {
         self.lin(1.0, other, -1.0)
     }
+    /// The gradient `self` with L2 weight decay `λ x` added (PyTorch's `weight_decay`).
+    fn with_weight_decay(&self, x: &Self, lambda: f64) -> Self {
+        if lambda == 0.0 {
+            self.clone()
+        } else {
+            self.lin(1.0, x, lambda)
+        }
+    }
 }
 
 impl<T: Scalar> UpdateTensor for DMatrix<T> {
