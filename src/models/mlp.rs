@@ -30,6 +30,20 @@ impl<'t, T: Scalar> ParamSource<'t, T> for Bound<'t, T> {
     }
 }
 
+/// A [`Bound`] seen through a name prefix: `param("w")` reads `prefix.w`.
+pub struct Prefixed<'b, 't, T: Scalar> {
+    /// The parameters of the whole composite model.
+    pub bound: &'b Bound<'t, T>,
+    /// The part's prefix, without the dot.
+    pub prefix: &'b str,
+}
+
+impl<'t, T: Scalar> ParamSource<'t, T> for Prefixed<'_, 't, T> {
+    fn param(&self, name: &str) -> Var<'t, T> {
+        self.bound.get_prefixed(self.prefix, name)
+    }
+}
+
 impl<'t, T: Scalar, S: AsRef<str>> ParamSource<'t, T> for [(S, Var<'t, T>)] {
     fn param(&self, name: &str) -> Var<'t, T> {
         self.iter()

@@ -15,5 +15,5 @@ pub use lstm::{
     CellState, CoordinatewiseConfig, CoordinatewiseLstm, LstmCell, LstmState, Preprocessing,
     StackedLstm, TwoLayerLstm,
 };
-pub use mlp::{BuildError, Linear, Mlp, MlpConfig, ParamSource};
+pub use mlp::{BuildError, Linear, Mlp, MlpConfig, ParamSource, Prefixed};
 pub use params::{bincode_options, write_atomically, Bound, Params, ParamsError};

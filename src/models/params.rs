@@ -169,6 +169,25 @@ impl<T: Scalar> Params<T> {
         Bound { vars }
     }
 
+    /// Appends every parameter of `other` under `prefix.` (composite models).
+    pub fn extend_prefixed(&mut self, prefix: &str, other: &Params<T>) {
+        for (name, m) in other.iter() {
+            self.insert(&format!("{prefix}.{name}"), m.clone());
+        }
+    }
+
+    /// The parameters whose names start with `prefix.`, with the prefix removed.
+    pub fn sub_params(&self, prefix: &str) -> Params<T> {
+        let mut out = Params::new();
+        let lead = format!("{prefix}.");
+        for (name, m) in self.iter() {
+            if let Some(rest) = name.strip_prefix(&lead) {
+                out.insert(rest, m.clone());
+            }
+        }
+        out
+    }
+
     /// Checks that `self` has exactly the names and shapes of `expected` (same order).
     pub fn check_matches(&self, expected: &Params<T>) -> Result<(), ParamsError> {
         for (name, m) in expected.iter() {
@@ -289,6 +308,11 @@ pub struct Bound<'t, T: Scalar> {
 }
 
 impl<'t, T: Scalar> Bound<'t, T> {
+    /// Parameters given as named variables (gradient checks pass their own leaves this way).
+    pub fn from_named(vars: Vec<(String, Var<'t, T>)>) -> Self {
+        Bound { vars }
+    }
+
     /// The variable of parameter `name`. Panics if there is none.
     pub fn get(&self, name: &str) -> Var<'t, T> {
         self.vars
@@ -296,6 +320,12 @@ impl<'t, T: Scalar> Bound<'t, T> {
             .find(|(n, _)| n == name)
             .map(|(_, v)| *v)
             .unwrap_or_else(|| panic!("no bound parameter named '{name}'"))
+    }
+
+    /// The variable of parameter `prefix.name`: how a composite model hands each part its
+    /// own parameters (`REN.X`, `omega.layer1.weight`, as in the authors' files).
+    pub fn get_prefixed(&self, prefix: &str, name: &str) -> Var<'t, T> {
+        self.get(&format!("{prefix}.{name}"))
     }
 
     /// All variables, in the order of the [`Params`] they came from (pass to `Tape::grad`).

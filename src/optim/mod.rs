@@ -1,11 +1,12 @@
 //! Optimizers: hand-crafted baselines with PyTorch's semantics, written once for plain
 //! matrices and for tape variables ([`UpdateTensor`]), and Lemma 1's convergence certificate.
-//! Learned optimizers (ConvergentL2O, LSTM) come with the optimizers issue.
+//! [`ConvergentL2O`] is the convergent learned optimizer of Martin & Furieri.
 
 mod adam;
 mod certificate;
 mod gd;
 mod hyper;
+mod learned;
 mod rmsprop;
 mod rule;
 mod sgd;
@@ -15,6 +16,9 @@ pub use adam::{Adam, AdamState};
 pub use certificate::{Certificate, Lemma1};
 pub use gd::{HeavyBall, HeavyBallState};
 pub use hyper::HyperError;
+pub use learned::{
+    ConvergentError, ConvergentL2O, LearnedStep, MagnitudeRen, Prepared, StepSize, Trajectory,
+};
 pub use rmsprop::{RmsProp, RmsPropState};
 pub use rule::{Rule, RuleState, Stepper};
 pub use sgd::{Sgd, SgdState};
