@@ -324,8 +324,13 @@ impl<'t, T: Scalar> Bound<'t, T> {
 
     /// The variable of parameter `prefix.name`: how a composite model hands each part its
     /// own parameters (`REN.X`, `omega.layer1.weight`, as in the authors' files).
+    /// An empty prefix reads `name` itself.
     pub fn get_prefixed(&self, prefix: &str, name: &str) -> Var<'t, T> {
-        self.get(&format!("{prefix}.{name}"))
+        if prefix.is_empty() {
+            self.get(name)
+        } else {
+            self.get(&format!("{prefix}.{name}"))
+        }
     }
 
     /// All variables, in the order of the [`Params`] they came from (pass to `Tape::grad`).

@@ -4,9 +4,10 @@
 //! every meta-parameter value is a convergent algorithm (Theorems 1, 2); the direction
 //! `w_t = Ω(x_t, ∇f(x_t), f(x_t))` (an MLP) is free.
 
+use super::direction::{DirectionModel, DirectionNet, DirectionState};
 use super::StepSize;
 use crate::models::ren::{DenseRen, RenDims, RenError, RenModel, RenOptions, TiedRen};
-use crate::models::{Activation, Bound, BuildError, Mlp, MlpConfig, Params, Prefixed};
+use crate::models::{Activation, Bound, BuildError, MlpConfig, Params, Prefixed};
 use crate::optim::HyperError;
 use crate::tape::{Scalar, Var};
 use rand::Rng;
@@ -121,7 +122,7 @@ impl std::error::Error for ConvergentError {}
 pub struct ConvergentL2O<T: Scalar> {
     dim: usize,
     ren: MagnitudeRen,
-    omega: MlpConfig,
+    omega: DirectionNet,
     step_size: StepSize,
     params: Params<T>,
 }
@@ -138,14 +139,14 @@ impl<T: Scalar> ConvergentL2O<T> {
         rng: &mut impl Rng,
     ) -> Result<Self, ConvergentError> {
         let omega = MlpConfig::new(&[2 * dim + 1, hidden, hidden, dim], Activation::Relu);
-        Self::with_direction(dim, ren, omega, step_size, rng)
+        Self::with_direction(dim, ren, DirectionNet::Mlp(omega), step_size, rng)
     }
 
     /// The paper's instance for the 784 -> 10 classifier (dim 7850): the tied-block REN
     /// (n = l = 3, gamma = 0.3), Omega 15701 -> 3 -> 3 -> 7850, and `step_size`.
     pub fn paper(step_size: StepSize, rng: &mut impl Rng) -> Result<Self, ConvergentError> {
         let dim = 7850;
-        let omega = MlpConfig::paper_omega(dim);
+        let omega = DirectionNet::Mlp(MlpConfig::paper_omega(dim));
         Self::with_direction(
             dim,
             MagnitudeRen::Tied(TiedRen::paper()),
@@ -155,12 +156,13 @@ impl<T: Scalar> ConvergentL2O<T> {
         )
     }
 
-    /// Like [`ConvergentL2O::new`] with any MLP as the direction network (input `2 dim + 1`,
-    /// output `dim`).
+    /// Like [`ConvergentL2O::new`] with any direction network: an MLP (input `2 dim + 1`,
+    /// output `dim`), or an LSTM, which makes this the *convergent wrapper* of that LSTM (only
+    /// its direction is used; the magnitude comes from the REN's ℓ2 signal, eq. 13).
     pub fn with_direction(
         dim: usize,
         ren: MagnitudeRen,
-        omega: MlpConfig,
+        omega: DirectionNet,
         step_size: StepSize,
         rng: &mut impl Rng,
     ) -> Result<Self, ConvergentError> {
@@ -174,8 +176,10 @@ impl<T: Scalar> ConvergentL2O<T> {
         let step_size = step_size.validated(None).map_err(ConvergentError::Hyper)?;
         let mut params = Params::new();
         params.extend_prefixed("REN", &ren.init_params(rng, 0.01));
-        let mlp = Mlp::<T>::new(omega.clone(), rng).map_err(ConvergentError::Build)?;
-        params.extend_prefixed("omega", mlp.params());
+        let omega_params = omega
+            .init_params(dim, rng)
+            .map_err(ConvergentError::Build)?;
+        params.extend_prefixed("omega", &omega_params);
         Ok(ConvergentL2O {
             dim,
             ren,
@@ -195,7 +199,8 @@ impl<T: Scalar> ConvergentL2O<T> {
                     error,
                 })
             })?;
-        Mlp::from_params(self.omega.clone(), params.sub_params("omega"))
+        self.omega
+            .model(self.dim, params.sub_params("omega"))
             .map_err(ConvergentError::Build)?;
         params.check_matches(&self.params).map_err(|error| {
             ConvergentError::Build(BuildError::Params {
@@ -236,7 +241,9 @@ impl<T: Scalar> ConvergentL2O<T> {
     /// to run any number of trajectories.
     pub fn prepare<'b, 't>(&self, bound: &'b Bound<'t, T>) -> Prepared<'b, 't, T> {
         let ren = self.ren.build(&|name| bound.get_prefixed("REN", name));
-        let omega = Mlp::from_params(self.omega.clone(), self.params.sub_params("omega"))
+        let omega = self
+            .omega
+            .model(self.dim, self.params.sub_params("omega"))
             .expect("parameters were checked when set");
         Prepared {
             bound,
@@ -252,7 +259,7 @@ impl<T: Scalar> ConvergentL2O<T> {
 pub struct Prepared<'b, 't, T: Scalar> {
     bound: &'b Bound<'t, T>,
     ren: RenModel<'t, T>,
-    omega: Mlp<T>,
+    omega: DirectionModel<T>,
     step_size: StepSize,
     dim: usize,
 }
@@ -261,6 +268,7 @@ pub struct Prepared<'b, 't, T: Scalar> {
 #[derive(Clone)]
 pub struct Trajectory<'t, T: Scalar> {
     ren_state: Var<'t, T>,
+    direction: DirectionState<'t, T>,
     x0: Var<'t, T>,
     t: usize,
 }
@@ -284,6 +292,13 @@ pub struct LearnedStep<'t, T: Scalar> {
 }
 
 impl<'b, 't, T: Scalar> Prepared<'b, 't, T> {
+    fn omega_params(&self) -> Prefixed<'b, 't, T> {
+        Prefixed {
+            bound: self.bound,
+            prefix: "omega",
+        }
+    }
+
     /// Starts a trajectory at `x0` (a `dim` x 1 column): the REN will see `δ^{x0}`.
     pub fn start(&self, x0: Var<'t, T>) -> Trajectory<'t, T> {
         assert!(
@@ -294,6 +309,7 @@ impl<'b, 't, T: Scalar> Prepared<'b, 't, T> {
         );
         Trajectory {
             ren_state: self.ren.initial_state(),
+            direction: self.omega.start(&self.omega_params(), x0.tape(), self.dim),
             x0,
             t: 0,
         }
@@ -312,13 +328,9 @@ impl<'b, 't, T: Scalar> Prepared<'b, 't, T> {
         let (z, next) = self.ren.step(traj.ren_state, impulse, t);
         traj.ren_state = next;
         traj.t += 1;
-        let params = Prefixed {
-            bound: self.bound,
-            prefix: "omega",
-        };
         let w = self
             .omega
-            .forward_column(&params, Var::concat_rows(&[x, g, f]));
+            .propose(&self.omega_params(), &mut traj.direction, x, g, f);
         // |w| = 0 gives v = 0 (no direction, no step) rather than NaN.
         let v = w.mul_scalar(z.norm().mul_elem(w.norm().recip_or_zero()));
         let eta = self.step_size.eta(t);

@@ -2,9 +2,13 @@
 //! and a step that runs recorded (meta-training) or unrecorded (evaluation).
 
 mod convergent;
+mod direction;
 mod step_size;
+mod unconstrained;
 
 pub use convergent::{
     ConvergentError, ConvergentL2O, LearnedStep, MagnitudeRen, Prepared, Trajectory,
 };
+pub use direction::{DirectionNet, DirectionState};
 pub use step_size::StepSize;
+pub use unconstrained::{UnconstrainedL2O, UnconstrainedRun, UnconstrainedTrajectory};

@@ -1,0 +1,122 @@
+//! Direction networks of learned optimizers: what proposes `w_t` from `(x_t, ∇f(x_t), f(x_t))`.
+//! The same networks serve the unconstrained optimizers (the update is `w_t` itself) and the
+//! convergent ones (only `w_t / |w_t|` is used, the magnitude comes from an ℓ2 signal).
+
+use crate::models::{
+    BuildError, CoordinatewiseConfig, CoordinatewiseLstm, LstmState, Mlp, MlpConfig, Params,
+    Prefixed, TwoLayerLstm,
+};
+use crate::tape::{Scalar, Tape, Var};
+use rand::Rng;
+
+/// A direction network for a `dim`-dimensional problem.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DirectionNet {
+    /// An MLP on the column `[x; ∇f; f]` (`2 dim + 1`) with output `dim` (the paper's Ω).
+    Mlp(MlpConfig),
+    /// The paper's dense 2-layer LSTM on the row `[x, ∇f, f]` with hidden size `hidden` and a
+    /// linear output to `dim` (learnable initial states).
+    PaperLstm {
+        /// Hidden size of both layers (the paper: 2).
+        hidden: usize,
+    },
+    /// The coordinatewise LSTM of Andrychowicz et al. on each coordinate's gradient, shared
+    /// across coordinates.
+    Coordinatewise(CoordinatewiseConfig),
+}
+
+/// A direction network's model, rebuilt from its parameters for a run.
+#[derive(Clone, Debug)]
+pub(crate) enum DirectionModel<T: Scalar> {
+    Mlp(Mlp<T>),
+    PaperLstm(TwoLayerLstm<T>),
+    Coordinatewise(CoordinatewiseLstm<T>),
+}
+
+/// The per-trajectory state of a direction network (LSTM states; nothing for an MLP).
+#[derive(Clone)]
+pub enum DirectionState<'t, T: Scalar> {
+    /// Stateless network.
+    Stateless,
+    /// Hidden and cell states of an LSTM.
+    Lstm(LstmState<Var<'t, T>>),
+}
+
+impl DirectionNet {
+    /// Fresh parameters for a `dim`-dimensional problem.
+    pub(crate) fn init_params<T: Scalar>(
+        &self,
+        dim: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Params<T>, BuildError> {
+        Ok(match self {
+            DirectionNet::Mlp(c) => Mlp::<T>::new(c.clone(), rng)?.into_params(),
+            DirectionNet::PaperLstm { hidden } => {
+                TwoLayerLstm::<T>::new(2 * dim + 1, *hidden, dim, rng)?.into_params()
+            }
+            DirectionNet::Coordinatewise(c) => {
+                CoordinatewiseLstm::<T>::new(c.clone(), rng)?.into_params()
+            }
+        })
+    }
+
+    /// The model with given parameters; an error names a tensor that does not fit.
+    pub(crate) fn model<T: Scalar>(
+        &self,
+        dim: usize,
+        params: Params<T>,
+    ) -> Result<DirectionModel<T>, BuildError> {
+        Ok(match self {
+            DirectionNet::Mlp(c) => DirectionModel::Mlp(Mlp::from_params(c.clone(), params)?),
+            DirectionNet::PaperLstm { hidden } => DirectionModel::PaperLstm(
+                TwoLayerLstm::from_params(2 * dim + 1, *hidden, dim, params)?,
+            ),
+            DirectionNet::Coordinatewise(c) => {
+                DirectionModel::Coordinatewise(CoordinatewiseLstm::from_params(c.clone(), params)?)
+            }
+        })
+    }
+}
+
+impl<T: Scalar> DirectionModel<T> {
+    /// The state at the start of a trajectory of a `dim`-dimensional problem.
+    pub(crate) fn start<'t>(
+        &self,
+        p: &Prefixed<'_, 't, T>,
+        tape: &'t Tape<T>,
+        dim: usize,
+    ) -> DirectionState<'t, T> {
+        match self {
+            DirectionModel::Mlp(_) => DirectionState::Stateless,
+            DirectionModel::PaperLstm(m) => DirectionState::Lstm(m.initial_state(p, 1)),
+            DirectionModel::Coordinatewise(m) => DirectionState::Lstm(m.initial_state(tape, dim)),
+        }
+    }
+
+    /// `w_t` (a `dim` x 1 column) from `x`, `g` (columns) and `f` (1 x 1); advances the state.
+    pub(crate) fn propose<'t>(
+        &self,
+        p: &Prefixed<'_, 't, T>,
+        state: &mut DirectionState<'t, T>,
+        x: Var<'t, T>,
+        g: Var<'t, T>,
+        f: Var<'t, T>,
+    ) -> Var<'t, T> {
+        let dim = x.nrows();
+        match (self, state) {
+            (DirectionModel::Mlp(m), _) => m.forward_column(p, Var::concat_rows(&[x, g, f])),
+            (DirectionModel::PaperLstm(m), DirectionState::Lstm(s)) => {
+                let row = Var::concat_rows(&[x, g, f]).reshape(1, 2 * dim + 1);
+                let (out, next) = m.step(p, row, s);
+                *s = next;
+                out.reshape(dim, 1)
+            }
+            (DirectionModel::Coordinatewise(m), DirectionState::Lstm(s)) => {
+                let (out, next) = m.step(p, g, s);
+                *s = next;
+                out
+            }
+            _ => panic!("direction state does not belong to this network"),
+        }
+    }
+}
