@@ -239,3 +239,41 @@ fn paper_instance_has_the_papers_parameter_count() {
     assert_eq!(opt.params().sub_params("omega").num_scalars(), 78_518);
     let _ = DVector::<f64>::zeros(1);
 }
+
+#[test]
+fn a_priori_bound_from_the_ren_gain_holds_and_states_its_assumptions() {
+    let mut rng = StdRng::seed_from_u64(21);
+    for _ in 0..5 {
+        let f = Quadratic::random(&mut rng, 3);
+        let eta = 0.8 / f.beta;
+        let ren = MagnitudeRen::dense(3, 3, 3, 0.6).unwrap();
+        let mut opt =
+            ConvergentL2O::<f64>::new(3, ren, 5, StepSize::Constant { eta }, &mut rng).unwrap();
+        let x0 = DMatrix::from_fn(3, 1, |_, _| rng.gen_range(-2.0..2.0));
+        let gap = {
+            let t = Tape::new();
+            f.value(t.constant(x0.clone())).scalar()
+        };
+        let err = opt.a_priori_bound(f.beta, gap, &x0).unwrap_err();
+        assert!(err.contains("REN.b"), "biases must be refused: {err}");
+        let mut p = scaled(opt.params(), 30.0);
+        for bias in ["REN.bx", "REN.bv", "REN.bu"] {
+            let m = p.get_mut(bias);
+            *m = DMatrix::zeros(m.nrows(), m.ncols());
+        }
+        opt.set_params(p).unwrap();
+        let bound = opt.a_priori_bound(f.beta, gap, &x0).unwrap();
+        let (gs, vs, _) = run(&opt, &f, x0, 300);
+        let (sum_g, sum_v): (f64, f64) = (gs.iter().sum(), vs.iter().sum());
+        assert!(
+            sum_v <= bound.sum_v_sq * (1.0 + 1e-9),
+            "sum |v|^2 {sum_v} > {}",
+            bound.sum_v_sq
+        );
+        assert!(
+            sum_g <= bound.sum_grad_sq * (1.0 + 1e-9),
+            "sum |g|^2 {sum_g} > {}",
+            bound.sum_grad_sq
+        );
+    }
+}

@@ -17,8 +17,9 @@ pub use certificate::{Certificate, Lemma1};
 pub use gd::{HeavyBall, HeavyBallState};
 pub use hyper::HyperError;
 pub use learned::{
-    ConvergentError, ConvergentL2O, DirectionNet, DirectionState, LearnedStep, MagnitudeRen,
-    Prepared, StepSize, Trajectory, UnconstrainedL2O, UnconstrainedRun, UnconstrainedTrajectory,
+    APrioriBound, ConvergentError, ConvergentL2O, DirectionNet, DirectionState, LearnedStep,
+    MagnitudeRen, Prepared, StepSize, Trajectory, UnconstrainedL2O, UnconstrainedRun,
+    UnconstrainedTrajectory,
 };
 pub use rmsprop::{RmsProp, RmsPropState};
 pub use rule::{Rule, RuleState, Stepper};

@@ -292,6 +292,11 @@ pub struct LearnedStep<'t, T: Scalar> {
 }
 
 impl<'b, 't, T: Scalar> Prepared<'b, 't, T> {
+    /// The REN's explicit model on the tape.
+    pub fn ren_model(&self) -> &RenModel<'t, T> {
+        &self.ren
+    }
+
     fn omega_params(&self) -> Prefixed<'b, 't, T> {
         Prefixed {
             bound: self.bound,
