@@ -71,12 +71,15 @@ impl Certificate {
         self.h_max_eigenvalue / self.h_min_eigenvalue
     }
 
-    /// True if `H ≻ 0`, the identity error is at most `tol · max(1, cond(H))` and no pair
-    /// violates the dissipation inequality by more than `tol` (relative).
+    /// True if `H ≻ 0`, the identity error is at most
+    /// `tol · max(1, cond(H)) · max(1, λ_max(H))` and no pair violates the dissipation
+    /// inequality by more than `tol` (relative).
     pub fn holds(&self, tol: f64) -> bool {
         self.h_positive_definite
             && self.h_min_eigenvalue > 0.0
-            && self.identity_error <= tol * self.h_condition().max(1.0)
+            // Roundoff of the rebuild scales with |H| and with the conditioning of 𝓡 (and H).
+            && self.identity_error
+                <= tol * self.h_condition().max(1.0) * self.h_max_eigenvalue.max(1.0)
             && self.dissipation_margin >= -tol
     }
 }

@@ -108,10 +108,11 @@ impl std::error::Error for ConvergentError {}
 /// let opt = ConvergentL2O::<f64>::new(2, ren, 8, StepSize::Constant { eta: 0.5 }, &mut rng).unwrap();
 /// // f(x) = |x|^2 / 2 (beta = 1): the learned updates converge for any meta-parameters.
 /// let tape = Tape::new();
-/// let run = opt.prepare(&opt.params().bind_constants(&tape));
+/// let bound = opt.params().bind_constants(&tape);
+/// let run = opt.prepare(&bound);
 /// let mut x = tape.param(DMatrix::from_column_slice(2, 1, &[3.0, -1.0]));
 /// let mut traj = run.start(x);
-/// for _ in 0..200 {
+/// for _ in 0..400 {
 ///     let f = x.square().sum().scale(0.5);
 ///     let g = tape.grad(&[f], &[x], false)[0];
 ///     x = tape.param((x + run.step(&mut traj, x, g, f).update).value());
