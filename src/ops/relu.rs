@@ -20,9 +20,10 @@ impl<T: Scalar> Op<T> for ReluOp {
 }
 
 impl<'t, T: Scalar> Var<'t, T> {
-    /// Elementwise `max(x, 0)`.
+    /// Elementwise `max(x, 0)`; NaN stays NaN.
     pub fn relu(self) -> Self {
-        self.map_op(ReluOp, |a| a.max(T::zero()))
+        // Not `a.max(0)`: that maps NaN to 0 and would hide it.
+        self.map_op(ReluOp, |a| if a <= T::zero() { T::zero() } else { a })
     }
 }
 
@@ -30,6 +31,17 @@ impl<'t, T: Scalar> Var<'t, T> {
 mod tests {
     use crate::ops::testing::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn relu_propagates_nan() {
+        let tape = crate::tape::Tape::<f64>::new();
+        let y = tape
+            .constant(nalgebra::dmatrix![f64::NAN, -1.0, 2.0])
+            .relu()
+            .value();
+        assert!(y[0].is_nan());
+        assert_eq!((y[1], y[2]), (0.0, 2.0));
+    }
 
     proptest! {
         #![proptest_config(config())]

@@ -50,6 +50,19 @@ impl<X> Default for AdamState<X> {
     }
 }
 
+impl<X> AdamState<X> {
+    /// The state from its parts: steps taken and the first and second moments (after at
+    /// least one step) — for restoring a checkpoint.
+    pub fn from_parts(step: u32, moments: Option<(X, X)>) -> Self {
+        AdamState { step, moments }
+    }
+
+    /// Steps taken and the moments, for saving a checkpoint.
+    pub fn parts(&self) -> (u32, Option<&(X, X)>) {
+        (self.step, self.moments.as_ref())
+    }
+}
+
 impl Adam {
     /// `self` if every hyperparameter is admissible, else an error naming the offender.
     pub fn validated(self) -> Result<Adam, HyperError> {

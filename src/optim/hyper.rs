@@ -52,3 +52,13 @@ pub(crate) fn check_range(
         ),
     })
 }
+
+/// `Ok` if `value > lo` and finite (learning rates, counts, clipping thresholds).
+pub fn check_positive(
+    owner: &'static str,
+    name: &str,
+    value: f64,
+    lo: f64,
+) -> Result<(), HyperError> {
+    check_range(owner, name, value, lo, false, f64::INFINITY, false)
+}

@@ -15,7 +15,7 @@ mod tensor;
 pub use adam::{Adam, AdamState};
 pub use certificate::{Certificate, Lemma1};
 pub use gd::{HeavyBall, HeavyBallState};
-pub use hyper::HyperError;
+pub use hyper::{check_positive, HyperError};
 pub use learned::{
     APrioriBound, ConvergentError, ConvergentL2O, DirectionNet, DirectionState, LearnedStep,
     MagnitudeRen, Prepared, StepSize, Trajectory, UnconstrainedL2O, UnconstrainedRun,

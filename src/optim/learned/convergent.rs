@@ -279,6 +279,12 @@ impl<'t, T: Scalar> Trajectory<'t, T> {
     pub fn steps(&self) -> usize {
         self.t
     }
+
+    /// Cuts every gradient path through the carried state (truncated BPTT): the values stay.
+    pub fn detach(&mut self) {
+        self.ren_state = self.ren_state.stop_gradient();
+        self.direction.detach();
+    }
 }
 
 /// What one step produced.

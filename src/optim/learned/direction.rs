@@ -42,6 +42,15 @@ pub enum DirectionState<'t, T: Scalar> {
     Lstm(LstmState<Var<'t, T>>),
 }
 
+impl<'t, T: Scalar> DirectionState<'t, T> {
+    /// The same state with every gradient path cut (truncated BPTT).
+    pub fn detach(&mut self) {
+        if let DirectionState::Lstm(s) = self {
+            *s = s.stop_gradient();
+        }
+    }
+}
+
 impl DirectionNet {
     /// Fresh parameters for a `dim`-dimensional problem.
     pub(crate) fn init_params<T: Scalar>(

@@ -94,6 +94,13 @@ pub struct UnconstrainedTrajectory<'t, T: Scalar> {
     state: DirectionState<'t, T>,
 }
 
+impl<'t, T: Scalar> UnconstrainedTrajectory<'t, T> {
+    /// Cuts every gradient path through the carried state (truncated BPTT).
+    pub fn detach(&mut self) {
+        self.state.detach();
+    }
+}
+
 impl<'b, 't, T: Scalar> UnconstrainedRun<'b, 't, T> {
     fn source(&self) -> Prefixed<'b, 't, T> {
         Prefixed {

@@ -1,0 +1,202 @@
+//! Optimizees: objectives with an initial-point distribution, behind one trait.
+
+use crate::meta::classifier::ClassifierShape;
+use crate::meta::data::Subset;
+use crate::models::Activation;
+use crate::tape::{Scalar, Var};
+use nalgebra::DMatrix;
+use rand::Rng;
+use rand_distr::{Distribution, Normal, Uniform};
+
+/// An objective `f` (possibly stochastic: step `t` may see minibatch `t`).
+pub trait Task<T: Scalar> {
+    /// Number of variables.
+    fn dim(&self) -> usize;
+    /// `f(x)` at step `t`, recorded on `x`'s tape (1 x 1).
+    fn loss<'t>(&self, x: Var<'t, T>, t: usize) -> Var<'t, T>;
+    /// The smoothness constant β of `∇f`, if known.
+    fn smoothness(&self) -> Option<f64> {
+        None
+    }
+    /// `inf f`, if known.
+    fn infimum(&self) -> Option<f64> {
+        None
+    }
+}
+
+/// How initial points are drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum InitialPoint {
+    /// Entries uniform in `[lo, hi)` (the paper's meta-training: U[0, 0.01]).
+    Uniform {
+        /// Lower end.
+        lo: f64,
+        /// Upper end.
+        hi: f64,
+    },
+    /// Entries normal with mean 0 and standard deviation `std` (the paper's test: 0.1).
+    Normal {
+        /// Standard deviation.
+        std: f64,
+    },
+}
+
+impl InitialPoint {
+    /// The paper's meta-training distribution U[0, 0.01].
+    pub const META_TRAIN: InitialPoint = InitialPoint::Uniform { lo: 0.0, hi: 0.01 };
+    /// The paper's evaluation distribution N(0, 0.1).
+    pub const PAPER_TEST: InitialPoint = InitialPoint::Normal { std: 0.1 };
+
+    /// A `dim` x 1 draw.
+    pub fn sample<T: Scalar>(&self, dim: usize, rng: &mut impl Rng) -> DMatrix<T> {
+        match *self {
+            InitialPoint::Uniform { lo, hi } => {
+                let d = Uniform::new(lo, hi);
+                DMatrix::from_fn(dim, 1, |_, _| T::cast(d.sample(rng)))
+            }
+            InitialPoint::Normal { std } => {
+                let d = Normal::new(0.0, std).expect("finite std");
+                DMatrix::from_fn(dim, 1, |_, _| T::cast(d.sample(rng)))
+            }
+        }
+    }
+}
+
+/// `f(x) = 1/2 (x - c)ᵀ A (x - c)` with `A` symmetric positive definite: β = λmax(A),
+/// inf f = 0.
+#[derive(Clone, Debug)]
+pub struct Quadratic<T: Scalar> {
+    a: DMatrix<T>,
+    c: DMatrix<T>,
+    beta: f64,
+}
+
+impl<T: Scalar> Quadratic<T> {
+    /// A random quadratic in `dim` variables with eigenvalues in `[mu, l]` (random rotation)
+    /// and minimizer with entries in [-1, 1].
+    pub fn random(dim: usize, mu: f64, l: f64, rng: &mut impl Rng) -> Self {
+        let q = DMatrix::<f64>::from_fn(dim, dim, |_, _| rng.gen_range(-1.0..1.0))
+            .qr()
+            .q();
+        let eig = nalgebra::DVector::from_fn(dim, |_, _| rng.gen_range(mu..=l));
+        let a = &q * DMatrix::from_diagonal(&eig) * q.transpose();
+        let beta = eig.max();
+        let c = DMatrix::<f64>::from_fn(dim, 1, |_, _| rng.gen_range(-1.0..1.0));
+        Quadratic {
+            a: a.map(T::cast),
+            c: c.map(T::cast),
+            beta,
+        }
+    }
+}
+
+impl<T: Scalar> Task<T> for Quadratic<T> {
+    fn dim(&self) -> usize {
+        self.c.nrows()
+    }
+    fn loss<'t>(&self, x: Var<'t, T>, _t: usize) -> Var<'t, T> {
+        let tape = x.tape();
+        let d = x - tape.constant(self.c.clone());
+        d.dot(tape.constant(self.a.clone()).matmul(d))
+            .scale(T::cast(0.5))
+    }
+    fn smoothness(&self) -> Option<f64> {
+        Some(self.beta)
+    }
+    fn infimum(&self) -> Option<f64> {
+        Some(0.0)
+    }
+}
+
+/// Logistic regression on synthetic data: `f(x) = mean_i softplus(-y_i a_iᵀ x) + λ/2 |x|²`,
+/// labels `y_i = ±1` from a random separating direction with label noise.
+/// β ≤ λmax(AᵀA)/(4n) + λ.
+#[derive(Clone, Debug)]
+pub struct Logistic<T: Scalar> {
+    /// Rows `-y_i a_iᵀ`.
+    signed: DMatrix<T>,
+    lambda: f64,
+    beta: f64,
+}
+
+impl<T: Scalar> Logistic<T> {
+    /// `samples` points in `dim` dimensions, ridge `lambda`, 10% flipped labels.
+    pub fn random(dim: usize, samples: usize, lambda: f64, rng: &mut impl Rng) -> Self {
+        let normal = Normal::new(0.0, 1.0).expect("valid");
+        let w = DMatrix::<f64>::from_fn(dim, 1, |_, _| normal.sample(rng));
+        let a = DMatrix::<f64>::from_fn(samples, dim, |_, _| normal.sample(rng));
+        let mut signed = a.clone();
+        for i in 0..samples {
+            let mut y = if (a.row(i) * &w)[0] >= 0.0 { 1.0 } else { -1.0 };
+            if rng.gen_bool(0.1) {
+                y = -y;
+            }
+            signed.row_mut(i).scale_mut(-y);
+        }
+        let gram = a.transpose() * &a;
+        let beta = gram.symmetric_eigenvalues().max() / (4.0 * samples as f64) + lambda;
+        Logistic {
+            signed: signed.map(T::cast),
+            lambda,
+            beta,
+        }
+    }
+}
+
+impl<T: Scalar> Task<T> for Logistic<T> {
+    fn dim(&self) -> usize {
+        self.signed.ncols()
+    }
+    fn loss<'t>(&self, x: Var<'t, T>, _t: usize) -> Var<'t, T> {
+        let tape = x.tape();
+        let margins = tape.constant(self.signed.clone()).matmul(x);
+        margins.softplus().mean() + x.square().sum().scale(T::cast(0.5 * self.lambda))
+    }
+    fn smoothness(&self) -> Option<f64> {
+        Some(self.beta)
+    }
+    fn infimum(&self) -> Option<f64> {
+        Some(0.0)
+    }
+}
+
+/// The paper's optimizee: the 784 -> 10 classifier with cross-entropy, step `t` seeing the
+/// `(start + t)`-th minibatch of 128 of a data split, taken sequentially (wrapping around).
+pub struct Classifier<'d, T: Scalar> {
+    data: Subset<'d>,
+    activation: Activation,
+    batch_size: usize,
+    start: usize,
+    _scalar: std::marker::PhantomData<T>,
+}
+
+impl<'d, T: Scalar> Classifier<'d, T> {
+    /// The classifier on `data` with `activation`, starting at batch `start`.
+    pub fn new(data: Subset<'d>, activation: Activation, batch_size: usize, start: usize) -> Self {
+        Classifier {
+            data,
+            activation,
+            batch_size,
+            start,
+            _scalar: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Scalar> Task<T> for Classifier<'_, T> {
+    fn dim(&self) -> usize {
+        ClassifierShape::MNIST.num_params()
+    }
+    fn loss<'t>(&self, x: Var<'t, T>, t: usize) -> Var<'t, T> {
+        let batch = self
+            .data
+            .sequential_batch::<T>(self.start + t, self.batch_size);
+        let tape = x.tape();
+        ClassifierShape::MNIST.loss(
+            x,
+            tape.constant(batch.images),
+            tape.constant(batch.one_hot),
+            self.activation,
+        )
+    }
+}
