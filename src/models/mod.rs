@@ -9,6 +9,7 @@ pub mod lstm;
 pub mod mlp;
 mod params;
 pub mod ren;
+mod safetensors;
 
 pub use activation::Activation;
 pub use lstm::{
@@ -17,3 +18,4 @@ pub use lstm::{
 };
 pub use mlp::{BuildError, Linear, Mlp, MlpConfig, ParamSource, Prefixed};
 pub use params::{bincode_options, write_atomically, Bound, Params, ParamsError};
+pub use safetensors::{read_safetensors, write_safetensors, SafetensorsError};
