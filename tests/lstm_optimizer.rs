@@ -5,7 +5,7 @@
 
 use convergent_l2o::models::{Bound, CoordinatewiseConfig};
 use convergent_l2o::optim::{
-    ConvergentL2O, DirectionNet, Lemma1, MagnitudeRen, StepSize, UnconstrainedL2O,
+    ConvergentL2O, DirectionNet, FeatureOrder, Lemma1, MagnitudeRen, StepSize, UnconstrainedL2O,
 };
 use convergent_l2o::tape::gradcheck::{check_gradients, tape_fn};
 use convergent_l2o::tape::{Tape, Var};
@@ -38,7 +38,10 @@ fn value<'t>(a: &DMatrix<f64>, c: &DMatrix<f64>, x: Var<'t, f64>) -> Var<'t, f64
 fn nets() -> [DirectionNet; 2] {
     [
         DirectionNet::Coordinatewise(CoordinatewiseConfig::andrychowicz()),
-        DirectionNet::PaperLstm { hidden: 2 },
+        DirectionNet::PaperLstm {
+            hidden: 2,
+            order: FeatureOrder::GradPointLoss,
+        },
     ]
 }
 

@@ -17,8 +17,8 @@ pub use certificate::{Certificate, Lemma1};
 pub use gd::{HeavyBall, HeavyBallState};
 pub use hyper::{check_positive, HyperError};
 pub use learned::{
-    APrioriBound, ConvergentError, ConvergentL2O, DirectionNet, DirectionState, LearnedStep,
-    MagnitudeRen, Prepared, StepSize, Trajectory, UnconstrainedL2O, UnconstrainedRun,
+    APrioriBound, ConvergentError, ConvergentL2O, DirectionNet, DirectionState, FeatureOrder,
+    LearnedStep, MagnitudeRen, Prepared, StepSize, Trajectory, UnconstrainedL2O, UnconstrainedRun,
     UnconstrainedTrajectory,
 };
 pub use rmsprop::{RmsProp, RmsPropState};

@@ -9,16 +9,37 @@ use crate::models::{
 use crate::tape::{Scalar, Tape, Var};
 use rand::Rng;
 
+/// The order of the features `x`, `∇f`, `f` in a network's input. The authors' ConvergentL2O
+/// notebook feeds Ω with `[x, ∇f, f]`; their LSTM notebook feeds the LSTM with `[∇f, x, f]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeatureOrder {
+    /// `[x, ∇f, f]`.
+    PointGradLoss,
+    /// `[∇f, x, f]`.
+    GradPointLoss,
+}
+
+impl FeatureOrder {
+    fn stack<'t, T: Scalar>(self, x: Var<'t, T>, g: Var<'t, T>, f: Var<'t, T>) -> Var<'t, T> {
+        match self {
+            FeatureOrder::PointGradLoss => Var::concat_rows(&[x, g, f]),
+            FeatureOrder::GradPointLoss => Var::concat_rows(&[g, x, f]),
+        }
+    }
+}
+
 /// A direction network for a `dim`-dimensional problem.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DirectionNet {
     /// An MLP on the column `[x; ∇f; f]` (`2 dim + 1`) with output `dim` (the paper's Ω).
     Mlp(MlpConfig),
-    /// The paper's dense 2-layer LSTM on the row `[x, ∇f, f]` with hidden size `hidden` and a
-    /// linear output to `dim` (learnable initial states).
+    /// The paper's dense 2-layer LSTM on the row of features in `order` with hidden size
+    /// `hidden` and a linear output to `dim` (learnable initial states).
     PaperLstm {
         /// Hidden size of both layers (the paper: 2).
         hidden: usize,
+        /// Feature order (the authors' LSTM: `GradPointLoss`).
+        order: FeatureOrder,
     },
     /// The coordinatewise LSTM of Andrychowicz et al. on each coordinate's gradient, shared
     /// across coordinates.
@@ -29,7 +50,7 @@ pub enum DirectionNet {
 #[derive(Clone, Debug)]
 pub(crate) enum DirectionModel<T: Scalar> {
     Mlp(Mlp<T>),
-    PaperLstm(TwoLayerLstm<T>),
+    PaperLstm(TwoLayerLstm<T>, FeatureOrder),
     Coordinatewise(CoordinatewiseLstm<T>),
 }
 
@@ -60,7 +81,7 @@ impl DirectionNet {
     ) -> Result<Params<T>, BuildError> {
         Ok(match self {
             DirectionNet::Mlp(c) => Mlp::<T>::new(c.clone(), rng)?.into_params(),
-            DirectionNet::PaperLstm { hidden } => {
+            DirectionNet::PaperLstm { hidden, .. } => {
                 TwoLayerLstm::<T>::new(2 * dim + 1, *hidden, dim, rng)?.into_params()
             }
             DirectionNet::Coordinatewise(c) => {
@@ -77,8 +98,9 @@ impl DirectionNet {
     ) -> Result<DirectionModel<T>, BuildError> {
         Ok(match self {
             DirectionNet::Mlp(c) => DirectionModel::Mlp(Mlp::from_params(c.clone(), params)?),
-            DirectionNet::PaperLstm { hidden } => DirectionModel::PaperLstm(
+            DirectionNet::PaperLstm { hidden, order } => DirectionModel::PaperLstm(
                 TwoLayerLstm::from_params(2 * dim + 1, *hidden, dim, params)?,
+                *order,
             ),
             DirectionNet::Coordinatewise(c) => {
                 DirectionModel::Coordinatewise(CoordinatewiseLstm::from_params(c.clone(), params)?)
@@ -97,7 +119,7 @@ impl<T: Scalar> DirectionModel<T> {
     ) -> DirectionState<'t, T> {
         match self {
             DirectionModel::Mlp(_) => DirectionState::Stateless,
-            DirectionModel::PaperLstm(m) => DirectionState::Lstm(m.initial_state(p, 1)),
+            DirectionModel::PaperLstm(m, _) => DirectionState::Lstm(m.initial_state(p, 1)),
             DirectionModel::Coordinatewise(m) => DirectionState::Lstm(m.initial_state(tape, dim)),
         }
     }
@@ -114,8 +136,8 @@ impl<T: Scalar> DirectionModel<T> {
         let dim = x.nrows();
         match (self, state) {
             (DirectionModel::Mlp(m), _) => m.forward_column(p, Var::concat_rows(&[x, g, f])),
-            (DirectionModel::PaperLstm(m), DirectionState::Lstm(s)) => {
-                let row = Var::concat_rows(&[x, g, f]).reshape(1, 2 * dim + 1);
+            (DirectionModel::PaperLstm(m, order), DirectionState::Lstm(s)) => {
+                let row = order.stack(x, g, f).reshape(1, 2 * dim + 1);
                 let (out, next) = m.step(p, row, s);
                 *s = next;
                 out.reshape(dim, 1)

@@ -11,6 +11,6 @@ pub use a_priori::APrioriBound;
 pub use convergent::{
     ConvergentError, ConvergentL2O, LearnedStep, MagnitudeRen, Prepared, Trajectory,
 };
-pub use direction::{DirectionNet, DirectionState};
+pub use direction::{DirectionNet, DirectionState, FeatureOrder};
 pub use step_size::StepSize;
 pub use unconstrained::{UnconstrainedL2O, UnconstrainedRun, UnconstrainedTrajectory};

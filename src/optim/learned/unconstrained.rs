@@ -4,7 +4,7 @@
 //! its training horizon); [`crate::optim::ConvergentL2O::with_direction`] is its convergent
 //! wrapper.
 
-use super::direction::{DirectionModel, DirectionNet, DirectionState};
+use super::direction::{DirectionModel, DirectionNet, DirectionState, FeatureOrder};
 use crate::models::{Bound, BuildError, Params, Prefixed};
 use crate::tape::{Scalar, Var};
 use rand::Rng;
@@ -45,9 +45,14 @@ impl<T: Scalar> UnconstrainedL2O<T> {
         Ok(UnconstrainedL2O { dim, net, params })
     }
 
-    /// The paper's LSTM baseline for the 7850-parameter classifier (149,246 parameters).
+    /// The paper's LSTM baseline for the 7850-parameter classifier (149,246 parameters), fed
+    /// `[∇f, x, f]` as in the authors' notebook.
     pub fn paper(rng: &mut impl Rng) -> Result<Self, BuildError> {
-        Self::new(7850, DirectionNet::PaperLstm { hidden: 2 }, rng)
+        let net = DirectionNet::PaperLstm {
+            hidden: 2,
+            order: FeatureOrder::GradPointLoss,
+        };
+        Self::new(7850, net, rng)
     }
 
     /// The network's parameters.
