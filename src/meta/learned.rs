@@ -5,7 +5,8 @@ use crate::optim::{
     ConvergentL2O, Prepared, Trajectory, UnconstrainedL2O, UnconstrainedRun,
     UnconstrainedTrajectory,
 };
-use crate::tape::{Scalar, Var};
+use crate::tape::{Scalar, Tape, Var};
+use nalgebra::DMatrix;
 
 /// A learned optimizer as meta-training sees it: meta-parameters and rollouts.
 pub trait Learned<T: Scalar> {
@@ -31,6 +32,12 @@ pub trait Rollout<'t, T: Scalar> {
     fn step(&mut self, x: Var<'t, T>, g: Var<'t, T>, f: Var<'t, T>) -> Var<'t, T>;
     /// Cuts the gradient paths through the carried state (truncated BPTT).
     fn detach(&mut self);
+    /// The carried state's values, off the tape.
+    fn state_values(&self) -> Vec<DMatrix<T>>;
+    /// Replaces the carried state by constants on `tape` holding `values` (from
+    /// [`Rollout::state_values`]): an unrecorded run truncates its tape between steps (back to
+    /// a mark taken after [`Learned::begin`]) and keeps its memory flat.
+    fn restore_state(&mut self, tape: &'t Tape<T>, values: &[DMatrix<T>]);
 }
 
 struct ConvergentRollout<'b, 't, T: Scalar> {
@@ -44,6 +51,12 @@ impl<'t, T: Scalar> Rollout<'t, T> for ConvergentRollout<'_, 't, T> {
     }
     fn detach(&mut self) {
         self.traj.detach();
+    }
+    fn state_values(&self) -> Vec<DMatrix<T>> {
+        self.traj.state_values()
+    }
+    fn restore_state(&mut self, tape: &'t Tape<T>, values: &[DMatrix<T>]) {
+        self.traj.restore_state(tape, values);
     }
 }
 
@@ -82,6 +95,12 @@ impl<'t, T: Scalar> Rollout<'t, T> for UnconstrainedRollout<'_, 't, T> {
     }
     fn detach(&mut self) {
         self.traj.detach();
+    }
+    fn state_values(&self) -> Vec<DMatrix<T>> {
+        self.traj.state_values()
+    }
+    fn restore_state(&mut self, tape: &'t Tape<T>, values: &[DMatrix<T>]) {
+        self.traj.restore_state(tape, values);
     }
 }
 

@@ -1,15 +1,22 @@
 //! Meta-training: tasks (optimizees), data, the meta-loss and unrolling, the meta-trainer,
-//! checkpoints, and the paper's classifier.
+//! checkpoints, the paper's classifier, and evaluation (runs, learning-rate grid search,
+//! tables).
 
 mod checkpoint;
 pub mod classifier;
 pub mod data;
+mod evaluate;
 mod learned;
 mod tasks;
 mod train;
 mod unroll;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint, CheckpointError};
+pub use evaluate::{
+    accuracy_csv, accuracy_table, curves_csv, default_lr_grid, grid_search, mean_std,
+    run_optimizer, series_csv, Candidate, ClassifierMetrics, EvalConfig, EvalError, Evaluated,
+    GridSearch, Run, Trace,
+};
 pub use learned::{Learned, Rollout};
 pub use tasks::{Classifier, InitialPoint, Logistic, Quadratic, Task};
 pub use train::{MetaError, MetaStepReport, MetaTrainConfig, MetaTrainer, TaskSampler};

@@ -9,7 +9,8 @@ use super::StepSize;
 use crate::models::ren::{DenseRen, RenDims, RenError, RenModel, RenOptions, TiedRen};
 use crate::models::{Activation, Bound, BuildError, MlpConfig, Params, Prefixed};
 use crate::optim::HyperError;
-use crate::tape::{Scalar, Var};
+use crate::tape::{Scalar, Tape, Var};
+use nalgebra::DMatrix;
 use rand::Rng;
 use std::fmt;
 
@@ -284,6 +285,24 @@ impl<'t, T: Scalar> Trajectory<'t, T> {
     pub fn detach(&mut self) {
         self.ren_state = self.ren_state.stop_gradient();
         self.direction.detach();
+    }
+
+    /// The carried values (REN state, then the direction network's), off the tape.
+    pub fn state_values(&self) -> Vec<DMatrix<T>> {
+        let mut values = vec![self.ren_state.value()];
+        values.extend(self.direction.values());
+        values
+    }
+
+    /// Replaces the carried state by constants on `tape` holding `values` (from
+    /// [`Trajectory::state_values`]), so an unrecorded run can truncate its tape between steps
+    /// and keep its memory flat; `x0` and the step count are kept.
+    pub fn restore_state(&mut self, tape: &'t Tape<T>, values: &[DMatrix<T>]) {
+        let (ren, direction) = values
+            .split_first()
+            .expect("Trajectory::restore_state: no values");
+        self.ren_state = tape.constant(ren.clone());
+        self.direction.restore(tape, direction);
     }
 }
 

@@ -7,6 +7,7 @@ use crate::models::{
     Prefixed, TwoLayerLstm,
 };
 use crate::tape::{Scalar, Tape, Var};
+use nalgebra::DMatrix;
 use rand::Rng;
 
 /// The order of the features `x`, `∇f`, `f` in a network's input. The authors' ConvergentL2O
@@ -68,6 +69,41 @@ impl<'t, T: Scalar> DirectionState<'t, T> {
     pub fn detach(&mut self) {
         if let DirectionState::Lstm(s) = self {
             *s = s.stop_gradient();
+        }
+    }
+
+    /// The carried values, off the tape (nothing for a stateless network).
+    pub fn values(&self) -> Vec<DMatrix<T>> {
+        match self {
+            DirectionState::Stateless => Vec::new(),
+            DirectionState::Lstm(s) => s
+                .layers
+                .iter()
+                .flat_map(|l| [l.h.value(), l.c.value()])
+                .collect(),
+        }
+    }
+
+    /// Replaces the carried values by constants on `tape` holding `values` (from
+    /// [`DirectionState::values`]); panics if their number does not fit.
+    pub fn restore(&mut self, tape: &'t Tape<T>, values: &[DMatrix<T>]) {
+        match self {
+            DirectionState::Stateless => assert!(
+                values.is_empty(),
+                "DirectionState::restore: a stateless network carries no values"
+            ),
+            DirectionState::Lstm(s) => {
+                assert!(
+                    values.len() == 2 * s.layers.len(),
+                    "DirectionState::restore: {} values for {} LSTM layers",
+                    values.len(),
+                    s.layers.len()
+                );
+                for (layer, hc) in s.layers.iter_mut().zip(values.chunks(2)) {
+                    layer.h = tape.constant(hc[0].clone());
+                    layer.c = tape.constant(hc[1].clone());
+                }
+            }
         }
     }
 }

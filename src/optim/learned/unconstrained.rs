@@ -6,7 +6,8 @@
 
 use super::direction::{DirectionModel, DirectionNet, DirectionState, FeatureOrder};
 use crate::models::{Bound, BuildError, Params, Prefixed};
-use crate::tape::{Scalar, Var};
+use crate::tape::{Scalar, Tape, Var};
+use nalgebra::DMatrix;
 use rand::Rng;
 
 /// A learned optimizer whose update is the direction network's raw output.
@@ -103,6 +104,17 @@ impl<'t, T: Scalar> UnconstrainedTrajectory<'t, T> {
     /// Cuts every gradient path through the carried state (truncated BPTT).
     pub fn detach(&mut self) {
         self.state.detach();
+    }
+
+    /// The carried values, off the tape.
+    pub fn state_values(&self) -> Vec<DMatrix<T>> {
+        self.state.values()
+    }
+
+    /// Replaces the carried state by constants on `tape` holding `values` (from
+    /// [`UnconstrainedTrajectory::state_values`]): see [`crate::optim::Trajectory::restore_state`].
+    pub fn restore_state(&mut self, tape: &'t Tape<T>, values: &[DMatrix<T>]) {
+        self.state.restore(tape, values);
     }
 }
 
