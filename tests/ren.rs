@@ -570,23 +570,28 @@ fn dense_rollout_gradients() {
             let inputs = random_inputs(&mut StdRng::seed_from_u64(seed), dims.m, 3, 1.0);
             let f = tape_fn(|x| {
                 let get = |name: &str| x[names.iter().position(|n| n == name).unwrap()];
-                let model = ren.build_from(&get);
-                let tape = x[0].tape();
-                let mut state = model.initial_state();
-                let mut outs = Vec::new();
-                for (t, u) in inputs.iter().enumerate() {
-                    let (y, next) = model.step(state, (t != 1).then(|| col(tape, u)), t);
-                    outs.push(y);
-                    state = next;
-                }
-                outs.push(state);
-                Var::concat_rows(&outs)
+                rollout_outputs(&ren.build_from(&get), &inputs)
             });
             if let Err(e) = check_gradients(&f, &values, seed) {
                 panic!("{kind:?} {dims:?} {:?}: {e}", ren.options());
             }
         }
     }
+}
+
+/// Outputs of a rollout (input skipped at t = 1, to exercise the zero-input path) and the
+/// final state, stacked: the function whose gradients the rollout checks take.
+fn rollout_outputs<'t>(model: &RenModel<'t, f64>, inputs: &[DVector<f64>]) -> Var<'t, f64> {
+    let tape = model.initial_state().tape();
+    let mut state = model.initial_state();
+    let mut outs = Vec::new();
+    for (t, u) in inputs.iter().enumerate() {
+        let (y, next) = model.step(state, (t != 1).then(|| col(tape, u)), t);
+        outs.push(y);
+        state = next;
+    }
+    outs.push(state);
+    Var::concat_rows(&outs)
 }
 
 /// The same checks through the tied-block parametrization.
@@ -604,17 +609,7 @@ fn tied_rollout_gradients() {
         let inputs = random_inputs(&mut StdRng::seed_from_u64(seed), layout.dim(), 3, 1.0);
         let f = tape_fn(|x| {
             let get = |name: &str| x[names.iter().position(|n| n == name).unwrap()];
-            let model = ren.build_from(&get);
-            let tape = x[0].tape();
-            let mut state = model.initial_state();
-            let mut outs = Vec::new();
-            for (t, u) in inputs.iter().enumerate() {
-                let (y, next) = model.step(state, (t != 1).then(|| col(tape, u)), t);
-                outs.push(y);
-                state = next;
-            }
-            outs.push(state);
-            Var::concat_rows(&outs)
+            rollout_outputs(&ren.build_from(&get), &inputs)
         });
         if let Err(e) = check_gradients(&f, &values, seed) {
             panic!("{:?}: {e}", ren.options());
