@@ -15,12 +15,12 @@
 //! (<optimizer>.params); with --transfer also transfer_*.csv and transfer_fig1_*.svg.
 
 use clap::Parser;
-use convergent_l2o::meta::data::{Mnist, Split, Subset};
+use convergent_l2o::meta::data::{Mnist, Split};
 use convergent_l2o::meta::{
     accuracy_csv, accuracy_table, curves_csv, default_lr_grid, grid_search, load_checkpoint,
     mean_std, run_optimizer, save_checkpoint, Candidate, Classifier, ClassifierMetrics, EvalConfig,
-    Evaluated, InitialPoint, Learned, MetaStepReport, MetaTrainConfig, MetaTrainer, Task,
-    TaskSampler, Unroll,
+    Evaluated, InitialPoint, Learned, MetaStepReport, MetaTrainConfig, MetaTrainer,
+    SequentialClassifierTasks, Unroll,
 };
 use convergent_l2o::models::{write_atomically, Activation};
 use convergent_l2o::optim::{ConvergentL2O, Rule, StepSize, UnconstrainedL2O};
@@ -139,46 +139,6 @@ impl Settings {
     }
 }
 
-/// The paper's meta-training tasks: the classifier on the meta-train split, trajectory `i` of
-/// meta-step `k` starting at the minibatch where the previous trajectory ended (jax_ref.py's
-/// `cursor`, back to 0 when fewer than T batches remain), `x0 ~ U[0, 0.01]`.
-struct MetaTrainTasks<'d> {
-    data: Subset<'d>,
-    activation: Activation,
-    per_step: usize,
-    horizon: usize,
-}
-
-impl MetaTrainTasks<'_> {
-    /// The first batch of global trajectory `j` (derived, not stored, so a resumed run sees
-    /// the same batches).
-    fn start(&self, j: usize) -> usize {
-        let batches = self.data.num_batches(BATCH);
-        let (mut cursor, mut start) = (0, 0);
-        for _ in 0..=j {
-            if cursor + self.horizon > batches {
-                cursor = 0;
-            }
-            start = cursor;
-            cursor += self.horizon;
-        }
-        start
-    }
-}
-
-impl TaskSampler<f32> for MetaTrainTasks<'_> {
-    fn sample<'a>(
-        &'a self,
-        meta_step: usize,
-        index: usize,
-        rng: &mut StdRng,
-    ) -> (Box<dyn Task<f32> + 'a>, DMatrix<f32>) {
-        let start = self.start(meta_step * self.per_step + index);
-        let task = Classifier::new(self.data, self.activation, BATCH, start);
-        (Box::new(task), InitialPoint::META_TRAIN.sample(7850, rng))
-    }
-}
-
 fn bar(len: usize, prefix: &str) -> ProgressBar {
     let pb = ProgressBar::new(len as u64);
     pb.set_style(
@@ -208,7 +168,7 @@ fn meta_train<L: Learned<f32>>(
     file: &str,
     meta_steps: usize,
     s: &Settings,
-    tasks: &MetaTrainTasks<'_>,
+    tasks: &SequentialClassifierTasks<f32>,
     out: &Path,
     resume: bool,
 ) -> Res<Vec<MetaStepReport>> {
@@ -888,12 +848,14 @@ fn real_main() -> Res<()> {
         data.num_test()
     );
 
-    let tasks = MetaTrainTasks {
-        data: data.split(Split::MetaTrain),
-        activation: Activation::Tanh,
-        per_step: s.meta.initial_points,
-        horizon: s.meta.unroll.horizon,
-    };
+    let tasks = SequentialClassifierTasks::new(
+        data.split(Split::MetaTrain),
+        Activation::Tanh,
+        BATCH,
+        s.meta.initial_points,
+        s.meta.unroll.horizon,
+        InitialPoint::META_TRAIN,
+    );
     let mut convergent =
         ConvergentL2O::<f32>::paper(StepSize::OriginalCode, &mut StdRng::seed_from_u64(s.seed))?;
     let mut lstm =

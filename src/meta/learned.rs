@@ -9,7 +9,10 @@ use crate::tape::{Scalar, Tape, Var};
 use nalgebra::DMatrix;
 
 /// A learned optimizer as meta-training sees it: meta-parameters and rollouts.
-pub trait Learned<T: Scalar> {
+///
+/// `Sync` because meta-training runs the trajectories of a meta-step in parallel, each on its
+/// own tape.
+pub trait Learned<T: Scalar>: Sync {
     /// Short name for tables and progress lines.
     fn name(&self) -> String;
     /// The meta-parameters.

@@ -1,12 +1,13 @@
 //! Optimizees: objectives with an initial-point distribution, behind one trait.
 
 use crate::meta::classifier::ClassifierShape;
-use crate::meta::data::Subset;
+use crate::meta::data::{Batches, Subset};
 use crate::models::Activation;
 use crate::tape::{Scalar, Var};
 use nalgebra::DMatrix;
 use rand::Rng;
 use rand_distr::{Distribution, Normal, Uniform};
+use std::sync::Arc;
 
 /// An objective `f` (possibly stochastic: step `t` may see minibatch `t`).
 pub trait Task<T: Scalar> {
@@ -161,41 +162,46 @@ impl<T: Scalar> Task<T> for Logistic<T> {
 }
 
 /// The paper's optimizee: the 784 -> 10 classifier with cross-entropy, step `t` seeing the
-/// `(start + t)`-th minibatch of 128 of a data split, taken sequentially (wrapping around).
-pub struct Classifier<'d, T: Scalar> {
-    data: Subset<'d>,
+/// `(start + t)`-th minibatch of a data split, taken sequentially (wrapping around).
+#[derive(Clone)]
+pub struct Classifier<T: Scalar> {
+    batches: Arc<Batches<T>>,
     activation: Activation,
-    batch_size: usize,
     start: usize,
-    _scalar: std::marker::PhantomData<T>,
 }
 
-impl<'d, T: Scalar> Classifier<'d, T> {
-    /// The classifier on `data` with `activation`, starting at batch `start`.
-    pub fn new(data: Subset<'d>, activation: Activation, batch_size: usize, start: usize) -> Self {
+impl<T: Scalar> Classifier<T> {
+    /// The classifier on `data` in minibatches of `batch_size` with `activation`, starting at
+    /// minibatch `start`. Converts the whole split; to share one conversion between many
+    /// tasks use [`Classifier::with_batches`].
+    pub fn new(data: Subset<'_>, activation: Activation, batch_size: usize, start: usize) -> Self {
+        Self::with_batches(Arc::new(Batches::new(data, batch_size)), activation, start)
+    }
+
+    /// The classifier on already converted minibatches.
+    pub fn with_batches(batches: Arc<Batches<T>>, activation: Activation, start: usize) -> Self {
         Classifier {
-            data,
+            batches,
             activation,
-            batch_size,
             start,
-            _scalar: std::marker::PhantomData,
         }
     }
 }
 
-impl<T: Scalar> Task<T> for Classifier<'_, T> {
+impl<T: Scalar> Task<T> for Classifier<T> {
     fn dim(&self) -> usize {
         ClassifierShape::MNIST.num_params()
     }
     fn loss<'t>(&self, x: Var<'t, T>, t: usize) -> Var<'t, T> {
-        let batch = self
-            .data
-            .sequential_batch::<T>(self.start + t, self.batch_size);
         let tape = x.tape();
+        let index = self.start + t;
         ClassifierShape::MNIST.loss(
             x,
-            tape.constant(batch.images),
-            tape.constant(batch.one_hot),
+            tape.constant_shared_with_transpose(
+                self.batches.images(index).clone(),
+                self.batches.images_transposed(index).clone(),
+            ),
+            tape.constant_shared(self.batches.one_hot(index).clone()),
             self.activation,
         )
     }

@@ -7,7 +7,8 @@ use crate::models::Params;
 use crate::optim::{Adam, AdamState, HyperError};
 use crate::tape::{Scalar, Tape};
 use nalgebra::DMatrix;
-use rand::{rngs::StdRng, SeedableRng};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rayon::prelude::*;
 use std::fmt;
 
 /// Settings of meta-training.
@@ -40,7 +41,9 @@ impl MetaTrainConfig {
 }
 
 /// Draws the task and initial point of trajectory `index` of meta-step `meta_step`.
-pub trait TaskSampler<T: Scalar> {
+///
+/// `Sync` because the trajectories of a meta-step are sampled and run in parallel.
+pub trait TaskSampler<T: Scalar>: Sync {
     /// The task and `x0`.
     fn sample<'a>(
         &'a self,
@@ -89,6 +92,13 @@ pub struct MetaStepReport {
     pub grad_norm: f64,
     /// Mean `f(x_T)` of the trajectories.
     pub final_loss: f64,
+}
+
+/// One trajectory's share of a meta-step.
+struct Trajectory<T: Scalar> {
+    meta_loss: f64,
+    final_loss: f64,
+    grads: Vec<DMatrix<T>>,
 }
 
 /// Meta-training state: the settings, Adam's state per meta-parameter and the step count.
@@ -157,39 +167,49 @@ impl<T: Scalar> MetaTrainer<T> {
         )
     }
 
+    /// The generator of trajectory `index` of meta-step `k`: each trajectory has its own, so
+    /// that trajectories can run in any order, on any thread, and still draw the same numbers.
+    pub fn rng_for_trajectory(&self, meta_step: usize, index: usize) -> StdRng {
+        let mut seeder = self.rng_for(meta_step);
+        let base: u64 = seeder.gen();
+        StdRng::seed_from_u64(base.wrapping_add((index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)))
+    }
+
     /// The meta-loss (mean over the initial points) and its gradient w.r.t. every
-    /// meta-parameter, without updating anything.
+    /// meta-parameter, without updating anything; returns (meta-loss, mean `f(x_T)`,
+    /// gradients).
+    ///
+    /// Trajectories are independent, so each is recorded on its own tape and they run in
+    /// parallel (rayon); their gradients are summed in trajectory order, so the result is the
+    /// same, bit for bit, whatever the number of threads.
     pub fn meta_gradient<L: Learned<T> + ?Sized>(
         &self,
         opt: &L,
         tasks: &dyn TaskSampler<T>,
     ) -> Result<(f64, f64, Vec<DMatrix<T>>), MetaError> {
         let k = self.meta_step;
-        let mut rng = self.rng_for(k);
-        let tape = Tape::<T>::new();
-        let bound = opt.params().bind(&tape);
         let n = self.config.initial_points;
-        let mut total = tape.scalar(T::zero());
-        let mut final_loss = 0.0;
-        for i in 0..n {
-            let (task, x0) = tasks.sample(k, i, &mut rng);
-            let run = unroll(opt, &bound, task.as_ref(), &x0, &self.config.unroll);
-            if let Some(t) = run.non_finite_at {
-                return Err(MetaError::NonFinite {
-                    meta_step: k,
-                    location: format!("f or grad f at inner step {t} of trajectory {i}"),
-                });
-            }
-            final_loss += run.losses.last().copied().unwrap_or(f64::NAN) / n as f64;
-            total = total + run.meta_loss;
-        }
-        let mean = total.scale(T::one() / T::from_count(n));
-        let grads: Vec<DMatrix<T>> = tape
-            .grad(&[mean], &bound.vars(), false)
-            .iter()
-            .map(|g| g.value())
+        let runs: Vec<Result<Trajectory<T>, MetaError>> = (0..n)
+            .into_par_iter()
+            .map(|i| self.trajectory(opt, tasks, i))
             .collect();
-        let meta_loss = mean.scalar().as_f64();
+        let mut meta_loss = 0.0;
+        let mut final_loss = 0.0;
+        let mut grads: Vec<DMatrix<T>> = Vec::new();
+        for run in runs {
+            let run = run?;
+            meta_loss += run.meta_loss / n as f64;
+            final_loss += run.final_loss / n as f64;
+            if grads.is_empty() {
+                grads = run.grads;
+            } else {
+                for (total, g) in grads.iter_mut().zip(&run.grads) {
+                    *total += g;
+                }
+            }
+        }
+        let scale = T::one() / T::from_count(n);
+        grads.iter_mut().for_each(|g| *g *= scale);
         if !meta_loss.is_finite() {
             return Err(MetaError::NonFinite {
                 meta_step: k,
@@ -205,6 +225,38 @@ impl<T: Scalar> MetaTrainer<T> {
             }
         }
         Ok((meta_loss, final_loss, grads))
+    }
+
+    /// Unrolls trajectory `i` of the current meta-step on a tape of its own and returns its
+    /// meta-loss, `f(x_T)` and meta-gradient.
+    fn trajectory<L: Learned<T> + ?Sized>(
+        &self,
+        opt: &L,
+        tasks: &dyn TaskSampler<T>,
+        i: usize,
+    ) -> Result<Trajectory<T>, MetaError> {
+        let k = self.meta_step;
+        let mut rng = self.rng_for_trajectory(k, i);
+        let tape = Tape::<T>::new();
+        let bound = opt.params().bind(&tape);
+        let (task, x0) = tasks.sample(k, i, &mut rng);
+        let run = unroll(opt, &bound, task.as_ref(), &x0, &self.config.unroll);
+        if let Some(t) = run.non_finite_at {
+            return Err(MetaError::NonFinite {
+                meta_step: k,
+                location: format!("f or grad f at inner step {t} of trajectory {i}"),
+            });
+        }
+        let grads = tape
+            .grad(&[run.meta_loss], &bound.vars(), false)
+            .iter()
+            .map(|g| g.value())
+            .collect();
+        Ok(Trajectory {
+            meta_loss: run.meta_loss.scalar().as_f64(),
+            final_loss: run.losses.last().copied().unwrap_or(f64::NAN),
+            grads,
+        })
     }
 
     /// One meta-step: meta-gradient, clipping, Adam update of `opt`'s meta-parameters.

@@ -11,7 +11,7 @@
 //! nalgebra's `tr_mul`, which is 4-5x slower at these sizes (research/rust_autodiff_survey.md
 //! 4.2); nalgebra's own small-matrix fallback mis-reads strided views, so it is bypassed.
 
-use crate::tape::{Op, Scalar, Var};
+use crate::tape::{gemm_skinny, gemm_small, Op, Scalar, Var, MAX_COLUMNS};
 use nalgebra::DMatrix;
 
 struct MatMulOp {
@@ -74,14 +74,40 @@ pub fn gemm<T: Scalar>(a: &DMatrix<T>, ta: bool, b: &DMatrix<T>, tb: bool) -> DM
     if ar == 0 || ac == 0 || bc == 0 {
         return c;
     }
+    if !ta && bc <= 2 * MAX_COLUMNS && ar >= 16 {
+        let b_at = |kk: usize, j: usize| if tb { b[(j, kk)] } else { b[(kk, j)] };
+        // SAFETY: `a` is a contiguous ar x ac column-major matrix and `c` a fresh ar x bc one.
+        if unsafe { gemm_skinny(ar, ac, bc, a.as_ptr(), ar, b_at, c.as_mut_ptr()) } {
+            return c;
+        }
+    }
     // Column-major storage: entry (i, j) at i + j * nrows; a transpose swaps the strides.
     let strides = |m: &DMatrix<T>, t: bool| {
-        let ld = m.nrows() as isize;
+        let ld = m.nrows();
         if t {
             (ld, 1)
         } else {
             (1, ld)
         }
+    };
+    // SAFETY: as below; `c` is zero-initialized, as gemm_small's outer-product form requires.
+    if unsafe {
+        gemm_small(
+            ar,
+            ac,
+            bc,
+            a.as_ptr(),
+            strides(a, ta),
+            b.as_ptr(),
+            strides(b, tb),
+            c.as_mut_ptr(),
+        )
+    } {
+        return c;
+    }
+    let strides = |m: &DMatrix<T>, t: bool| {
+        let (r, c) = strides(m, t);
+        (r as isize, c as isize)
     };
     // SAFETY: the strides address exactly the entries of `a`, `b` and `c`, whose shapes were
     // checked above, and `c` is a fresh allocation.
@@ -108,8 +134,20 @@ impl<'t, T: Scalar> Var<'t, T> {
             ta: transpose_self,
             tb: transpose_other,
         };
+        // A transposed operand with a stored transpose is read through it: general gemm would
+        // otherwise repack its strided rows on every product.
+        let self_t = transpose_self.then(|| self.stored_transpose()).flatten();
+        let other_t = transpose_other.then(|| other.stored_transpose()).flatten();
         Var::record_with(op, &[self, other], |v| {
-            gemm(v[0], transpose_self, v[1], transpose_other)
+            let (a, ta) = match &self_t {
+                Some(t) => (&**t, false),
+                None => (v[0], transpose_self),
+            };
+            let (b, tb) = match &other_t {
+                Some(t) => (&**t, false),
+                None => (v[1], transpose_other),
+            };
+            gemm(a, ta, b, tb)
         })
     }
 

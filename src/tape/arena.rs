@@ -3,11 +3,50 @@
 use super::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 use std::cell::{Cell, Ref, RefCell};
+use std::ops::Deref;
 use std::rc::Rc;
+use std::sync::Arc;
+
+/// A node's matrix: owned, or shared with the caller so that large constant data (a dataset's
+/// minibatches, reused by many steps and trajectories) is neither copied nor held twice.
+/// A shared matrix may carry its transpose, so that products reading it transposed stream
+/// contiguous columns.
+pub(crate) enum Value<T: Scalar> {
+    Owned(DMatrix<T>),
+    Shared(Arc<DMatrix<T>>, Option<Arc<DMatrix<T>>>),
+}
+
+impl<T: Scalar> Value<T> {
+    /// Moves the matrix out (copying only a shared one), leaving an empty one behind.
+    pub(crate) fn take(&mut self) -> DMatrix<T> {
+        match std::mem::replace(self, Value::Owned(DMatrix::zeros(0, 0))) {
+            Value::Owned(m) => m,
+            Value::Shared(m, _) => Arc::unwrap_or_clone(m),
+        }
+    }
+
+    /// The stored transpose of a shared matrix, if any.
+    pub(crate) fn transpose(&self) -> Option<&Arc<DMatrix<T>>> {
+        match self {
+            Value::Shared(_, t) => t.as_ref(),
+            Value::Owned(_) => None,
+        }
+    }
+}
+
+impl<T: Scalar> Deref for Value<T> {
+    type Target = DMatrix<T>;
+    fn deref(&self) -> &DMatrix<T> {
+        match self {
+            Value::Owned(m) => m,
+            Value::Shared(m, _) => m,
+        }
+    }
+}
 
 /// A recorded value: the output of one operation, or a leaf.
 pub(crate) struct Node<T: Scalar> {
-    pub(crate) value: DMatrix<T>,
+    pub(crate) value: Value<T>,
     /// `None` for leaves and for values that need no gradient.
     pub(crate) op: Option<Rc<dyn Op<T>>>,
     pub(crate) inputs: Vec<u32>,
@@ -66,6 +105,58 @@ impl<T: Scalar> Tape<T> {
     /// A leaf that never receives a gradient (data, targets, fixed hyperparameters).
     pub fn constant(&self, value: DMatrix<T>) -> Var<'_, T> {
         self.push_leaf(value, false)
+    }
+
+    /// A constant leaf that shares `value` instead of copying it: for data used by many steps
+    /// (minibatches), the tape holds a reference count, not another copy.
+    pub fn constant_shared(&self, value: Arc<DMatrix<T>>) -> Var<'_, T> {
+        self.push_shared(value, None)
+    }
+
+    /// [`Tape::constant_shared`] for a matrix that products also read transposed (a minibatch
+    /// in a gradient `Xᵀ G`): `transpose` must be `valueᵀ`; products then read its contiguous
+    /// columns instead of `value`'s strided rows.
+    ///
+    /// Panics if the shapes are not transposed to each other.
+    ///
+    /// ```
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::DMatrix;
+    /// use std::sync::Arc;
+    ///
+    /// let x = DMatrix::from_fn(40, 3, |i, j| (i * 3 + j) as f64);
+    /// let tape = Tape::<f64>::new();
+    /// let data = tape.constant_shared_with_transpose(Arc::new(x.clone()), Arc::new(x.transpose()));
+    /// let g = tape.constant(DMatrix::from_element(40, 2, 1.0));
+    /// assert_eq!(data.tr_matmul(g).value(), x.transpose() * DMatrix::from_element(40, 2, 1.0));
+    /// ```
+    pub fn constant_shared_with_transpose(
+        &self,
+        value: Arc<DMatrix<T>>,
+        transpose: Arc<DMatrix<T>>,
+    ) -> Var<'_, T> {
+        assert!(
+            transpose.shape() == (value.ncols(), value.nrows()),
+            "Tape::constant_shared_with_transpose: a {:?} matrix cannot be the transpose of a {:?} one",
+            transpose.shape(),
+            value.shape()
+        );
+        debug_assert!(value.transpose() == *transpose, "the transpose differs from valueᵀ");
+        self.push_shared(value, Some(transpose))
+    }
+
+    fn push_shared(
+        &self,
+        value: Arc<DMatrix<T>>,
+        transpose: Option<Arc<DMatrix<T>>>,
+    ) -> Var<'_, T> {
+        self.push(Node {
+            value: Value::Shared(value, transpose),
+            op: None,
+            inputs: Vec::new(),
+            requires_grad: false,
+            epoch: self.epoch.get(),
+        })
     }
 
     /// A 1 x 1 parameter leaf.
@@ -134,7 +225,7 @@ impl<T: Scalar> Tape<T> {
 
     fn push_leaf(&self, value: DMatrix<T>, requires_grad: bool) -> Var<'_, T> {
         self.push(Node {
-            value,
+            value: Value::Owned(value),
             op: None,
             inputs: Vec::new(),
             requires_grad,
@@ -159,7 +250,7 @@ impl<T: Scalar> Tape<T> {
         let epoch = self.epoch.get();
         if requires_grad {
             self.push(Node {
-                value,
+                value: Value::Owned(value),
                 op: Some(Rc::new(op)),
                 inputs: inputs.iter().map(|v| v.id).collect(),
                 requires_grad,
@@ -167,7 +258,7 @@ impl<T: Scalar> Tape<T> {
             })
         } else {
             self.push(Node {
-                value,
+                value: Value::Owned(value),
                 op: None,
                 inputs: Vec::new(),
                 requires_grad,

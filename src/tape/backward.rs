@@ -330,10 +330,7 @@ impl<'t, T: Scalar> Backward<'t, T> {
                 let reused_later = grads[k + 1..].iter().flatten().any(|h| h.id == g.id);
                 if g.id() >= scratch && !reused_later {
                     let mut nodes = self.tape.nodes.borrow_mut();
-                    Gradient::Value(std::mem::replace(
-                        &mut nodes[g.id()].value,
-                        DMatrix::zeros(0, 0),
-                    ))
+                    Gradient::Value(nodes[g.id()].value.take())
                 } else {
                     Gradient::Value(g.value())
                 }

@@ -10,10 +10,12 @@ mod backward;
 pub mod gradcheck;
 mod op;
 mod scalar;
+mod skinny;
 mod var;
 
 pub use arena::{Mark, Tape};
 pub use op::Op;
 pub use scalar::Scalar;
+pub(crate) use skinny::{gemm_skinny, gemm_small, MAX_COLUMNS};
 pub(crate) use var::assert_same_shape;
 pub use var::Var;

@@ -38,6 +38,23 @@ pub trait Scalar:
         c: *mut Self,
         c_strides: (isize, isize),
     );
+    /// The SIMD kernel of `tape::skinny` for `c (m x n, column stride ldc) = a bp`, `bp` packed
+    /// row-major with `n <= 12` columns; false, writing nothing, when this CPU has none.
+    ///
+    /// # Safety
+    /// Every element addressed must be valid and `c` must not alias `a` or `bp`.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn skinny_kernel(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        lda: usize,
+        bp: *const Self,
+        c: *mut Self,
+        ldc: usize,
+    ) -> bool;
     /// Converts a count or index to this type.
     fn from_count(n: usize) -> Self {
         Self::cast(n as f64)
@@ -45,9 +62,21 @@ pub trait Scalar:
 }
 
 macro_rules! impl_scalar {
-    ($ty:ident, $gemm:path) => {
+    ($ty:ident, $gemm:path, $skinny:path) => {
         impl Scalar for $ty {
             const NAME: &'static str = stringify!($ty);
+            unsafe fn skinny_kernel(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const Self,
+                lda: usize,
+                bp: *const Self,
+                c: *mut Self,
+                ldc: usize,
+            ) -> bool {
+                $skinny(m, k, n, a, lda, bp, c, ldc)
+            }
             unsafe fn gemm_strided(
                 m: usize,
                 k: usize,
@@ -71,5 +100,5 @@ macro_rules! impl_scalar {
     };
 }
 
-impl_scalar!(f32, matrixmultiply::sgemm);
-impl_scalar!(f64, matrixmultiply::dgemm);
+impl_scalar!(f32, matrixmultiply::sgemm, super::skinny::kernel_f32);
+impl_scalar!(f64, matrixmultiply::dgemm, super::skinny::kernel_f64);

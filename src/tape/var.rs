@@ -33,7 +33,12 @@ impl<'t, T: Scalar> Var<'t, T> {
 
     /// Borrows the value. Do not hold the borrow while recording new operations.
     pub fn value_ref(&self) -> Ref<'t, DMatrix<T>> {
-        Ref::map(self.tape.node(self.id, self.epoch), |n| &n.value)
+        Ref::map(self.tape.node(self.id, self.epoch), |n| &*n.value)
+    }
+
+    /// The stored transpose of a constant made by [`Tape::constant_shared_with_transpose`].
+    pub(crate) fn stored_transpose(&self) -> Option<std::sync::Arc<DMatrix<T>>> {
+        self.tape.node(self.id, self.epoch).value.transpose().cloned()
     }
 
     /// A copy of the value.

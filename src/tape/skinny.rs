@@ -1,0 +1,445 @@
+//! SIMD kernels for the products that dominate meta-training: a tall column-major `A` (a
+//! minibatch, or its transpose) times a matrix with a handful of columns (the classifier's
+//! weights or a cotangent). General gemm packs `A` into panels before each product; at
+//! `n = 10` columns that packing moves as many bytes as the product itself, so these kernels
+//! stream `A`'s columns straight from memory and keep the whole `C` block in registers.
+
+use super::Scalar;
+
+/// Widest right-hand side a kernel keeps in registers; wider ones are done in column chunks.
+pub(crate) const MAX_COLUMNS: usize = 12;
+
+/// Generates `$name::<N>`: `C (m x N) = A (m x k, column stride lda) * Bp`, with `Bp` the
+/// right-hand side packed row-major (`Bp[kk * N + j] = B[kk, j]`) and `C` column-major with
+/// column stride `ldc`. Rows go in blocks of two vectors (2N accumulators), then one vector,
+/// then scalars; every entry sums over `kk` in increasing order.
+macro_rules! skinny_kernel {
+    ($name:ident, $t:ty, $feature:literal, $lanes:expr, $zero:path, $load:path, $store:path,
+     $set1:path, $fma:path) => {
+        #[target_feature(enable = $feature)]
+        #[allow(clippy::missing_safety_doc)]
+        unsafe fn $name<const N: usize>(
+            m: usize,
+            k: usize,
+            a: *const $t,
+            lda: usize,
+            bp: *const $t,
+            c: *mut $t,
+            ldc: usize,
+        ) {
+            const L: usize = $lanes;
+            let mut i = 0;
+            while i + 2 * L <= m {
+                let mut acc0 = [$zero(); N];
+                let mut acc1 = [$zero(); N];
+                for kk in 0..k {
+                    let col = a.add(kk * lda + i);
+                    let x0 = $load(col);
+                    let x1 = $load(col.add(L));
+                    let row = bp.add(kk * N);
+                    for j in 0..N {
+                        let b = $set1(*row.add(j));
+                        acc0[j] = $fma(x0, b, acc0[j]);
+                        acc1[j] = $fma(x1, b, acc1[j]);
+                    }
+                }
+                for j in 0..N {
+                    $store(c.add(j * ldc + i), acc0[j]);
+                    $store(c.add(j * ldc + i + L), acc1[j]);
+                }
+                i += 2 * L;
+            }
+            while i + L <= m {
+                let mut acc = [$zero(); N];
+                for kk in 0..k {
+                    let x = $load(a.add(kk * lda + i));
+                    let row = bp.add(kk * N);
+                    for j in 0..N {
+                        acc[j] = $fma(x, $set1(*row.add(j)), acc[j]);
+                    }
+                }
+                for j in 0..N {
+                    $store(c.add(j * ldc + i), acc[j]);
+                }
+                i += L;
+            }
+            for r in i..m {
+                for j in 0..N {
+                    let mut s: $t = 0.0;
+                    for kk in 0..k {
+                        s = (*a.add(kk * lda + r)).mul_add(*bp.add(kk * N + j), s);
+                    }
+                    *c.add(j * ldc + r) = s;
+                }
+            }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    skinny_kernel!(f32_avx512, f32, "avx512f", 16, _mm512_setzero_ps, _mm512_loadu_ps,
+        _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps);
+    skinny_kernel!(f64_avx512, f64, "avx512f", 8, _mm512_setzero_pd, _mm512_loadu_pd,
+        _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd);
+    skinny_kernel!(f32_avx2, f32, "avx2,fma", 8, _mm256_setzero_ps, _mm256_loadu_ps,
+        _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps);
+    skinny_kernel!(f64_avx2, f64, "avx2,fma", 4, _mm256_setzero_pd, _mm256_loadu_pd,
+        _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd);
+
+    /// Which instruction set the kernels use on this machine (checked once).
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Isa {
+        Avx512,
+        Avx2,
+        None,
+    }
+
+    pub(super) fn isa() -> Isa {
+        use std::sync::OnceLock;
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            if std::env::var_os("CONVERGENT_L2O_NO_SIMD").is_some() {
+                Isa::None
+            } else if is_x86_feature_detected!("avx512f") {
+                Isa::Avx512
+            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                Isa::Avx2
+            } else {
+                Isa::None
+            }
+        })
+    }
+
+    macro_rules! dispatch {
+        ($fn:ident, $avx512:ident, $avx2:ident, $t:ty) => {
+            /// Runs the kernel for `n <= MAX_COLUMNS`; false when the CPU has neither AVX-512 nor
+            /// AVX2 + FMA.
+            ///
+            /// # Safety
+            /// As [`super::gemm_skinny`].
+            #[allow(clippy::too_many_arguments)]
+            pub(super) unsafe fn $fn(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const $t,
+                lda: usize,
+                bp: *const $t,
+                c: *mut $t,
+                ldc: usize,
+            ) -> bool {
+                macro_rules! go {
+                    ($kernel:ident) => {
+                        match n {
+                            1 => $kernel::<1>(m, k, a, lda, bp, c, ldc),
+                            2 => $kernel::<2>(m, k, a, lda, bp, c, ldc),
+                            3 => $kernel::<3>(m, k, a, lda, bp, c, ldc),
+                            4 => $kernel::<4>(m, k, a, lda, bp, c, ldc),
+                            5 => $kernel::<5>(m, k, a, lda, bp, c, ldc),
+                            6 => $kernel::<6>(m, k, a, lda, bp, c, ldc),
+                            7 => $kernel::<7>(m, k, a, lda, bp, c, ldc),
+                            8 => $kernel::<8>(m, k, a, lda, bp, c, ldc),
+                            9 => $kernel::<9>(m, k, a, lda, bp, c, ldc),
+                            10 => $kernel::<10>(m, k, a, lda, bp, c, ldc),
+                            11 => $kernel::<11>(m, k, a, lda, bp, c, ldc),
+                            12 => $kernel::<12>(m, k, a, lda, bp, c, ldc),
+                            _ => unreachable!("skinny kernel called with {n} columns"),
+                        }
+                    };
+                }
+                match isa() {
+                    Isa::Avx512 => go!($avx512),
+                    Isa::Avx2 => go!($avx2),
+                    Isa::None => return false,
+                }
+                true
+            }
+        };
+    }
+
+    dispatch!(run_f32, f32_avx512, f32_avx2, f32);
+    dispatch!(run_f64, f64_avx512, f64_avx2, f64);
+}
+
+macro_rules! entry {
+    ($name:ident, $t:ty, $run:ident) => {
+        /// The kernel for `n <= MAX_COLUMNS` on a packed `Bp`; false when this CPU has none.
+        ///
+        /// # Safety
+        /// As [`gemm_skinny`], with `bp` holding `k * n` elements.
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn $name(
+            m: usize,
+            k: usize,
+            n: usize,
+            a: *const $t,
+            lda: usize,
+            bp: *const $t,
+            c: *mut $t,
+            ldc: usize,
+        ) -> bool {
+            #[cfg(target_arch = "x86_64")]
+            {
+                x86::$run(m, k, n, a, lda, bp, c, ldc)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                let _ = (m, k, n, a, lda, bp, c, ldc);
+                false
+            }
+        }
+    };
+}
+
+entry!(kernel_f32, f32, run_f32);
+entry!(kernel_f64, f64, run_f64);
+
+/// `C = A B` for a column-major `A` (m x k, column stride `lda`) and any `B` (k x n, given by
+/// `b_at(kk, j)`), writing the column-major m x n `C` (column stride `m`). Returns false, having
+/// written nothing, when no SIMD kernel runs on this CPU; the caller then uses general gemm.
+///
+/// # Safety
+/// `a` must address `lda * (k - 1) + m` valid elements and `c` must hold `m * n` elements that
+/// alias neither `a` nor `B`.
+pub(crate) unsafe fn gemm_skinny<T: Scalar>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    lda: usize,
+    b_at: impl Fn(usize, usize) -> T,
+    c: *mut T,
+) -> bool {
+    let mut packed = Vec::with_capacity(k * MAX_COLUMNS.min(n));
+    let mut j0 = 0;
+    while j0 < n {
+        let width = MAX_COLUMNS.min(n - j0);
+        packed.clear();
+        for kk in 0..k {
+            packed.extend((j0..j0 + width).map(|j| b_at(kk, j)));
+        }
+        if !T::skinny_kernel(m, k, width, a, lda, packed.as_ptr(), c.add(j0 * m), m) {
+            return false;
+        }
+        j0 += width;
+    }
+    true
+}
+
+/// `C = A B` when the result or the inner dimension is tiny (matrix-vector and outer products
+/// of the learned optimizer's MLP, like `1 x 15701` times `15701 x 3`), where general gemm
+/// spends its time packing. `A(i, kk) = a[i * sia + kk * ska]`, `B(kk, j) = b[kk * skb + j *
+/// sjb]`; `C` is column-major m x n and must hold zeros. Returns false, writing nothing, for
+/// other shapes.
+///
+/// # Safety
+/// Every element addressed by the dimensions and strides must be valid, and `c` (m * n
+/// elements) must not alias `a` or `b`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_small<T: Scalar>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    (sia, ska): (usize, usize),
+    b: *const T,
+    (skb, sjb): (usize, usize),
+    c: *mut T,
+) -> bool {
+    let at = |i: usize, kk: usize| *a.add(i * sia + kk * ska);
+    let bt = |kk: usize, j: usize| *b.add(kk * skb + j * sjb);
+    if k <= 4 && m >= n {
+        // Outer-product-like, tall: each column of C sums k scaled columns of A.
+        for j in 0..n {
+            let cj = std::slice::from_raw_parts_mut(c.add(j * m), m);
+            for kk in 0..k {
+                let s = bt(kk, j);
+                if sia == 1 {
+                    let ak = std::slice::from_raw_parts(a.add(kk * ska), m);
+                    for (ci, &ai) in cj.iter_mut().zip(ak) {
+                        *ci += ai * s;
+                    }
+                } else {
+                    for (i, ci) in cj.iter_mut().enumerate() {
+                        *ci += at(i, kk) * s;
+                    }
+                }
+            }
+        }
+        return true;
+    }
+    if k <= 4 {
+        // Outer-product-like, wide: every entry is an independent sum of k terms. Constant
+        // M and K with unit-stride columns of B (or rows of a column-major B) let the
+        // compiler vectorize over the columns of C.
+        macro_rules! wide {
+            ($f:ident, $($mm:literal),*) => {
+                match (m, k) {
+                    $(($mm, 1) => $f::<T, $mm, 1>(n, a, (sia, ska), b, (skb, sjb), c),
+                      ($mm, 2) => $f::<T, $mm, 2>(n, a, (sia, ska), b, (skb, sjb), c),
+                      ($mm, 3) => $f::<T, $mm, 3>(n, a, (sia, ska), b, (skb, sjb), c),
+                      ($mm, 4) => $f::<T, $mm, 4>(n, a, (sia, ska), b, (skb, sjb), c),)*
+                    _ => wide_outputs_any(m, k, n, a, (sia, ska), b, (skb, sjb), c),
+                }
+            };
+        }
+        if sjb == 1 {
+            wide!(wide_outputs_rows, 1, 2, 3, 4);
+        } else if skb == 1 && sjb == k {
+            wide!(wide_outputs_columns, 1, 2, 3, 4);
+        } else {
+            wide_outputs_any(m, k, n, a, (sia, ska), b, (skb, sjb), c);
+        }
+        return true;
+    }
+    // Few outputs, long inner dimension.
+    macro_rules! dots {
+        ($(($mm:literal, $nn:literal)),*) => {
+            match (m, n) {
+                $(($mm, $nn) => dot_outputs::<T, $mm, $nn>(k, a, (sia, ska), b, (skb, sjb), c),)*
+                _ => return false,
+            }
+        };
+    }
+    dots!((1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (3, 1), (4, 1), (2, 2));
+    true
+}
+
+/// `C (M x N) = A B` as M N dot products of length k, each split into LANES independent partial
+/// sums (one running sum would serialize on the add latency); M and N are constants so the
+/// partial sums live in registers, and all outputs advance together so `A` and `B` are each
+/// read once, in storage order when they are vectors.
+///
+/// # Safety
+/// As [`gemm_small`].
+unsafe fn dot_outputs<T: Scalar, const M: usize, const N: usize>(
+    k: usize,
+    a: *const T,
+    (sia, ska): (usize, usize),
+    b: *const T,
+    (skb, sjb): (usize, usize),
+    c: *mut T,
+) {
+    const LANES: usize = 8;
+    let mut acc = [[[T::zero(); LANES]; N]; M];
+    let full = k - k % LANES;
+    let mut kk = 0;
+    while kk < full {
+        for l in 0..LANES {
+            for (i, row) in acc.iter_mut().enumerate() {
+                let x = *a.add(i * sia + (kk + l) * ska);
+                for (j, lanes) in row.iter_mut().enumerate() {
+                    lanes[l] += x * *b.add((kk + l) * skb + j * sjb);
+                }
+            }
+        }
+        kk += LANES;
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (j, lanes) in row.iter().enumerate() {
+            let mut sum = lanes.iter().fold(T::zero(), |s, &v| s + v);
+            for kk in full..k {
+                sum += *a.add(i * sia + kk * ska) * *b.add(kk * skb + j * sjb);
+            }
+            *c.add(j * M + i) = sum;
+        }
+    }
+}
+
+/// The wide outer-product form for any strides.
+///
+/// # Safety
+/// As [`gemm_small`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn wide_outputs_any<T: Scalar>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const T,
+    (sia, ska): (usize, usize),
+    b: *const T,
+    (skb, sjb): (usize, usize),
+    c: *mut T,
+) {
+    for j in 0..n {
+        for i in 0..m {
+            let mut sum = T::zero();
+            for kk in 0..k {
+                sum += *a.add(i * sia + kk * ska) * *b.add(kk * skb + j * sjb);
+            }
+            *c.add(j * m + i) = sum;
+        }
+    }
+}
+
+/// Copies the M x K left factor into a constant-size array (it is tiny and reused n times).
+///
+/// # Safety
+/// As [`gemm_small`].
+unsafe fn small_factor<T: Scalar, const M: usize, const K: usize>(
+    a: *const T,
+    (sia, ska): (usize, usize),
+) -> [[T; K]; M] {
+    let mut f = [[T::zero(); K]; M];
+    for (i, row) in f.iter_mut().enumerate() {
+        for (kk, v) in row.iter_mut().enumerate() {
+            *v = *a.add(i * sia + kk * ska);
+        }
+    }
+    f
+}
+
+/// The wide form when the rows of B are contiguous (`sjb = 1`).
+///
+/// # Safety
+/// As [`gemm_small`].
+unsafe fn wide_outputs_rows<T: Scalar, const M: usize, const K: usize>(
+    n: usize,
+    a: *const T,
+    a_strides: (usize, usize),
+    b: *const T,
+    (skb, _): (usize, usize),
+    c: *mut T,
+) {
+    let f = small_factor::<T, M, K>(a, a_strides);
+    let rows: [&[T]; K] = std::array::from_fn(|kk| std::slice::from_raw_parts(b.add(kk * skb), n));
+    let out = std::slice::from_raw_parts_mut(c, M * n);
+    for (j, col) in out.chunks_exact_mut(M).enumerate() {
+        for (i, v) in col.iter_mut().enumerate() {
+            let mut sum = T::zero();
+            for kk in 0..K {
+                sum += f[i][kk] * rows[kk][j];
+            }
+            *v = sum;
+        }
+    }
+}
+
+/// The wide form when B is column-major and contiguous (`skb = 1`, `sjb = K`).
+///
+/// # Safety
+/// As [`gemm_small`].
+unsafe fn wide_outputs_columns<T: Scalar, const M: usize, const K: usize>(
+    n: usize,
+    a: *const T,
+    a_strides: (usize, usize),
+    b: *const T,
+    _: (usize, usize),
+    c: *mut T,
+) {
+    let f = small_factor::<T, M, K>(a, a_strides);
+    let bs = std::slice::from_raw_parts(b, K * n);
+    let out = std::slice::from_raw_parts_mut(c, M * n);
+    for (col, bj) in out.chunks_exact_mut(M).zip(bs.chunks_exact(K)) {
+        for (i, v) in col.iter_mut().enumerate() {
+            let mut sum = T::zero();
+            for kk in 0..K {
+                sum += f[i][kk] * bj[kk];
+            }
+            *v = sum;
+        }
+    }
+}
