@@ -153,7 +153,10 @@ impl Ridge {
     pub fn permuted(&self, perm: &[usize]) -> Result<Self, ProblemError> {
         let n = self.a.ncols();
         let mut seen = vec![false; n];
-        if perm.len() != n || perm.iter().any(|&p| p >= n || std::mem::replace(&mut seen[p], true))
+        if perm.len() != n
+            || perm
+                .iter()
+                .any(|&p| p >= n || std::mem::replace(&mut seen[p], true))
         {
             return Err(ProblemError(format!(
                 "ridge: {perm:?} is not a permutation of 0..{n}"
@@ -194,8 +197,7 @@ impl<T: Scalar> Task<T> for Ridge {
         let a = tape.constant(self.a.map(T::cast));
         let b = tape.constant(col(&self.b).map(T::cast));
         let r = a.matmul(x) - b;
-        r.square().sum().scale(T::cast(0.5))
-            + x.square().sum().scale(T::cast(0.5 * self.lambda))
+        r.square().sum().scale(T::cast(0.5)) + x.square().sum().scale(T::cast(0.5 * self.lambda))
     }
     fn smoothness(&self) -> Option<f64> {
         Some(self.lambda_max)
@@ -278,7 +280,8 @@ impl SyntheticLogistic {
             )));
         }
         let mut a = gaussian(samples, dim, 1.0 / (dim as f64).sqrt(), rng);
-        let normal = |rng: &mut _| <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng);
+        let normal =
+            |rng: &mut _| <StandardNormal as Distribution<f64>>::sample(&StandardNormal, rng);
         let mu1 = normal(rng) - 0.1;
         let mu2 = normal(rng) + 0.1;
         let half = samples / 2;

@@ -36,7 +36,11 @@ impl Iterates {
     pub fn log_relative_loss(&self, f_star: f64, floor: f64) -> f64 {
         let r = self.relative(f_star);
         let t = r.len().saturating_sub(1).max(1);
-        r[1..].iter().map(|r| (r + floor).max(floor).ln()).sum::<f64>() / t as f64
+        r[1..]
+            .iter()
+            .map(|r| (r + floor).max(floor).ln())
+            .sum::<f64>()
+            / t as f64
     }
 }
 
@@ -71,6 +75,13 @@ impl Start {
         }
         let g_prev = grad(x_minus1);
         let x0 = x_minus1 - &g_prev / (2.0 * lambda_max);
+        let dx = (&x0 - x_minus1).norm();
+        if !(dx > 1e-12 * x_minus1.norm().max(1.0)) {
+            return Err(LoaError::Start(format!(
+                "x_-1 is (numerically) stationary: |x_0 - x_-1| = {dx:e}, so no \
+                 Barzilai-Borwein step can be formed"
+            )));
+        }
         let g0 = grad(&x0);
         let dg = &g0 - &g_prev;
         let bb = dg.dot(&(&x0 - x_minus1)) / dg.norm_squared();

@@ -174,8 +174,17 @@ pub fn generalized_bfgs<'t, T: Scalar>(
 ) -> (Var<'t, T>, bool) {
     let denom = u.dot(dg);
     let dv = denom.scalar().as_f64();
-    let scale = u.value_ref().iter().map(|v| v.as_f64().powi(2)).sum::<f64>().sqrt()
-        * dg.value_ref().iter().map(|v| v.as_f64().powi(2)).sum::<f64>().sqrt();
+    let scale = u
+        .value_ref()
+        .iter()
+        .map(|v| v.as_f64().powi(2))
+        .sum::<f64>()
+        .sqrt()
+        * dg.value_ref()
+            .iter()
+            .map(|v| v.as_f64().powi(2))
+            .sum::<f64>()
+            .sqrt();
     if !dv.is_finite() || dv.abs() <= 1e-12 * scale || scale == 0.0 {
         return (h, true);
     }

@@ -119,7 +119,13 @@ impl<T: Scalar> LoaBfgs<T> {
         line_search: LineSearch,
     ) -> Result<Iterates, LoaError> {
         let tape = Tape::new();
-        self.run_on(&self.params().bind_constants(&tape), task, x_minus1, steps, line_search)
+        self.run_on(
+            &self.params().bind_constants(&tape),
+            task,
+            x_minus1,
+            steps,
+            line_search,
+        )
     }
 
     /// [`LoaBfgs::run`] with parameters already bound: each step is truncated away, so the

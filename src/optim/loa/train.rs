@@ -54,6 +54,7 @@ pub struct LoaStepReport {
 }
 
 /// Adam on the 216 parameters, a fresh tape and batch of quadratics per meta-step.
+#[derive(Debug)]
 pub struct LoaTrainer {
     config: LoaTrainConfig,
     distribution: LoaQuadratics,
