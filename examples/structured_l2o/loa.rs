@@ -106,15 +106,15 @@ fn report<P: Problem>(
         "median (f(x_k) - F*)/(f(x_0) - F*)",
         &series,
     )?;
-    print!(
-        "  {suite} ({} instances, {steps} steps, {:.1} s): final median",
+    println!(
+        "  {suite} ({} instances, {steps} steps, {:.1} s), median at k = {} and {steps}:",
         problems.len(),
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        steps / 4
     );
     for (name, m) in METHODS.iter().zip(&medians) {
-        print!("  {name} {:.2e}", m[steps]);
+        println!("    {name:<10} {:.2e}  {:.2e}", m[steps / 4], m[steps]);
     }
-    println!();
     Ok(())
 }
 
@@ -124,16 +124,18 @@ pub fn run(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn std::er
     std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let t0 = Instant::now();
     let dim = if quick { 10 } else { 20 };
-    let meta_steps = if quick { 40 } else { 300 };
+    let meta_steps = if quick { 400 } else { 3000 };
     let mut cfg = LoaTrainConfig::new(dim, seed);
-    cfg.lr = 3e-3;
-    cfg.batch = if quick { 4 } else { 8 };
+    cfg.lr = 5e-4;
+    cfg.batch = 8;
     println!(
         "LOA: meta-training on quadratics (dim {dim}, horizon {}, batch {}, {meta_steps} meta-steps)",
         cfg.unroll.steps, cfg.batch
     );
     let mut model = LoaBfgs::bfgs_init(&mut StdRng::seed_from_u64(seed));
     let mut trainer = LoaTrainer::new(cfg)?;
+    let held_out = trainer.batch_for(usize::MAX);
+    let bfgs_loss = trainer.evaluate(&model, &held_out)?;
     let every = (meta_steps / 10).max(1);
     for _ in 0..meta_steps {
         let r = trainer.step(&mut model)?;
@@ -144,6 +146,10 @@ pub fn run(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn std::er
             );
         }
     }
+    println!(
+        "  held-out meta-loss: BFGS (initialization) {bfgs_loss:.4}, trained LOA {:.4}",
+        trainer.evaluate(&model, &held_out)?
+    );
     model.save(&out_dir.join("loa_params.bin"))?;
 
     let mut rng = StdRng::seed_from_u64(seed ^ 0x10a);
@@ -152,7 +158,12 @@ pub fn run(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn std::er
     println!("LOA: evaluation (relative suboptimality, median over instances)");
     let quads = LoaQuadratics::new(dim)?;
     let in_dist: Vec<(Ridge, DVector<f64>)> = (0..count)
-        .map(|_| Ok((quads.sample(&mut rng)?, standard_normal_point(dim, &mut rng))))
+        .map(|_| {
+            Ok((
+                quads.sample(&mut rng)?,
+                standard_normal_point(dim, &mut rng),
+            ))
+        })
         .collect::<Result<_, Box<dyn Error>>>()?;
     let title = format!("Quadratics, dim {dim} (training distribution)");
     report(out_dir, "quadratics", &title, &model, &in_dist, steps)?;
@@ -179,7 +190,14 @@ pub fn run(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn std::er
             })
             .collect::<Result<_, Box<dyn Error>>>()?;
         let title = format!("Synthetic logistic regression, P = {p}, M = {m}");
-        report(out_dir, &format!("logistic_p{p}"), &title, &model, &logistic, steps)?;
+        report(
+            out_dir,
+            &format!("logistic_p{p}"),
+            &title,
+            &model,
+            &logistic,
+            steps,
+        )?;
     }
     println!("LOA: done in {:.1} s", t0.elapsed().as_secs_f64());
     Ok(())
