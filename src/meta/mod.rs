@@ -4,6 +4,7 @@
 
 mod checkpoint;
 pub mod classifier;
+mod convex;
 pub mod data;
 mod evaluate;
 mod learned;
@@ -13,6 +14,7 @@ mod train;
 mod unroll;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint, CheckpointError};
+pub use convex::{LoaQuadratics, Objective, ProblemError, Ridge, SyntheticLogistic};
 pub use evaluate::{
     accuracy_csv, accuracy_table, curves_csv, default_lr_grid, grid_search, mean_std,
     run_optimizer, series_csv, Candidate, ClassifierMetrics, EvalConfig, EvalError, Evaluated,

@@ -1,12 +1,14 @@
 //! Optimizers: hand-crafted baselines with PyTorch's semantics, written once for plain
 //! matrices and for tape variables ([`UpdateTensor`]), and Lemma 1's convergence certificate.
-//! [`ConvergentL2O`] is the convergent learned optimizer of Martin & Furieri.
+//! [`ConvergentL2O`] is the convergent learned optimizer of Martin & Furieri; [`LoaBfgs`] the
+//! learned BFGS of Castera & Ochs.
 
 mod adam;
 mod certificate;
 mod gd;
 mod hyper;
 mod learned;
+mod loa;
 mod rmsprop;
 mod rule;
 mod sgd;
@@ -20,6 +22,11 @@ pub use learned::{
     APrioriBound, ConvergentError, ConvergentL2O, DirectionNet, DirectionState, FeatureOrder,
     LearnedStep, MagnitudeRen, Prepared, StepSize, Trajectory, UnconstrainedL2O, UnconstrainedRun,
     UnconstrainedTrajectory,
+};
+pub use loa::{
+    armijo, bfgs, generalized_bfgs, gradient_descent, heavy_ball, nesterov, standard_normal_point,
+    InnerGradients, Iterates, LineSearch, LoaBfgs, LoaConfig, LoaError, LoaStepReport,
+    LoaTrainConfig, LoaTrainer, LoaUnrolled, Start, FEATURE_D_PREV, LOA_PARAMS,
 };
 pub use rmsprop::{RmsProp, RmsPropState};
 pub use rule::{Rule, RuleState, Stepper};

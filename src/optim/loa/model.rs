@@ -1,0 +1,204 @@
+//! The 216-parameter bias-free model of `LOA_BFGS_Model` and the generalized BFGS update.
+
+use super::LoaError;
+use crate::models::{Bound, Params, ParamsError};
+use crate::tape::{Scalar, Var};
+use nalgebra::DMatrix;
+use rand::Rng;
+use std::path::Path;
+
+/// Names and shapes (`out x in`, PyTorch's `nn.Linear` layout) of the original's checkpoint
+/// tensors, in its `state_dict` order. `layers` and `outer_FF` are `ModuleList`s of linear
+/// layers only (the ReLU is applied between them), hence `layers.1`, not `layers.2`.
+pub const LOA_PARAMS: [(&str, (usize, usize)); 6] = [
+    ("fullskip_layer.weight", (1, 6)),
+    ("layers.0.weight", (12, 6)),
+    ("layers.1.weight", (1, 12)),
+    ("outer_FF.0.weight", (6, 3)),
+    ("outer_FF.1.weight", (12, 6)),
+    ("outer_FF.2.weight", (3, 12)),
+];
+
+/// Per-coordinate features of the original, in its order: `H_{k-1} Δg`, `d_{k-1}`,
+/// `-γ_{k-1} H_{k-1} g_k`. Index 1 is the previous step, which the BFGS initialization selects.
+pub const FEATURE_D_PREV: usize = 1;
+
+/// LOA learned BFGS (Castera & Ochs, `LOA_BFGS_Model` with `layers_out_dim_factors=[2]`):
+/// per coordinate `i` the features `z_i = (H Δg, d_{k-1}, -γ H g)_i ∈ R³`, an outer MLP
+/// 3→6→12→3 (ReLU) averaged over coordinates and appended (`z̄ ∈ R⁶` per coordinate), then
+/// `u_i = W₂ relu(W₁ z̄_i) + w_skip · z̄_i`. All layers are bias-free, so the model is
+/// permutation equivariant and independent of the dimension.
+///
+/// ```
+/// use convergent_l2o::optim::LoaBfgs;
+/// use convergent_l2o::tape::Tape;
+/// use nalgebra::DMatrix;
+/// use rand::{rngs::StdRng, SeedableRng};
+///
+/// let loa = LoaBfgs::<f64>::bfgs_init(&mut StdRng::seed_from_u64(0));
+/// assert_eq!(loa.params().num_scalars(), 216);
+/// // Initialized as BFGS: u = d_{k-1}, the middle feature.
+/// let tape = Tape::new();
+/// let z = tape.constant(DMatrix::from_row_slice(2, 3, &[0.3, -1.0, 2.0, 0.1, 0.5, -0.7]));
+/// let u = loa.direction_features(&loa.params().bind(&tape), z);
+/// assert_eq!(u.value(), DMatrix::from_column_slice(2, 1, &[-1.0, 0.5]));
+/// ```
+#[derive(Clone, Debug)]
+pub struct LoaBfgs<T: Scalar> {
+    params: Params<T>,
+}
+
+impl<T: Scalar> LoaBfgs<T> {
+    /// PyTorch's default initialization (uniform in `±1/√in`) for every layer, then the
+    /// original's `safe_init='BFGS_like'`: last layer zero and skip connection
+    /// `(0, 1, 0, 0, 0, 0)`, so `u = d_{k-1}` and the algorithm is exactly BFGS. (The paper
+    /// writes `(0,0,0,0,1,0)`; the code's feature order puts `d_{k-1}` at index 1.)
+    pub fn bfgs_init(rng: &mut impl Rng) -> Self {
+        let mut params = Params::new();
+        for (name, (out, inp)) in LOA_PARAMS {
+            let bound = 1.0 / (inp as f64).sqrt();
+            let w = DMatrix::from_fn(out, inp, |_, _| T::cast(rng.gen_range(-bound..bound)));
+            params.insert(name, w);
+        }
+        let skip = params.get_mut("fullskip_layer.weight");
+        skip.fill(T::cast(0.0));
+        skip[(0, FEATURE_D_PREV)] = T::cast(1.0);
+        params.get_mut("layers.1.weight").fill(T::cast(0.0));
+        LoaBfgs { params }
+    }
+
+    /// A model from named parameters; errors unless they are exactly [`LOA_PARAMS`].
+    pub fn from_params(params: Params<T>) -> Result<Self, ParamsError> {
+        let mut expected = Params::new();
+        for (name, (out, inp)) in LOA_PARAMS {
+            expected.insert(name, DMatrix::zeros(out, inp));
+        }
+        params.check_matches(&expected)?;
+        Ok(LoaBfgs { params })
+    }
+
+    /// Loads parameters saved by [`LoaBfgs::save`].
+    pub fn load(path: &Path) -> Result<Self, ParamsError> {
+        Self::from_params(Params::load(path)?)
+    }
+
+    /// Saves the parameters atomically.
+    pub fn save(&self, path: &Path) -> Result<(), ParamsError> {
+        self.params.save(path)
+    }
+
+    /// The 216 meta-parameters.
+    pub fn params(&self) -> &Params<T> {
+        &self.params
+    }
+
+    /// The meta-parameters, mutably (for the meta-optimizer).
+    pub fn params_mut(&mut self) -> &mut Params<T> {
+        &mut self.params
+    }
+
+    /// `u` (`n x 1`) from the `n x 3` features `z`, with parameters bound on the same tape.
+    pub fn direction_features<'t>(&self, p: &Bound<'t, T>, z: Var<'t, T>) -> Var<'t, T> {
+        let n = z.nrows();
+        let outer = z
+            .matmul_tr(p.get("outer_FF.0.weight"))
+            .relu()
+            .matmul_tr(p.get("outer_FF.1.weight"))
+            .relu()
+            .matmul_tr(p.get("outer_FF.2.weight"));
+        let pooled = outer.col_means().broadcast(n, 3);
+        let zbar = Var::concat_cols(&[z, pooled]);
+        let skip = zbar.matmul_tr(p.get("fullskip_layer.weight"));
+        zbar.matmul_tr(p.get("layers.0.weight"))
+            .relu()
+            .matmul_tr(p.get("layers.1.weight"))
+            + skip
+    }
+
+    /// One LOA step on the tape: features from `h = H_{k-1}`, the gradients `g = g_k`,
+    /// `g_prev = g_{k-1}`, the previous step `d_prev = x_k - x_{k-1}` and its step size, then
+    /// `u` and [`generalized_bfgs`]. Returns `(H_k, d_k = -H_k g_k, skipped)`.
+    /// `detach` treats the features, `Δg` and `s` as constants, as the original's `no_grad`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step<'t>(
+        &self,
+        p: &Bound<'t, T>,
+        h: Var<'t, T>,
+        g: Var<'t, T>,
+        g_prev: Var<'t, T>,
+        d_prev: Var<'t, T>,
+        alpha_prev: T,
+        detach: bool,
+    ) -> (Var<'t, T>, Var<'t, T>, bool) {
+        let maybe = |v: Var<'t, T>| if detach { v.stop_gradient() } else { v };
+        let dg = maybe(g - g_prev);
+        let h_dg = maybe(h.matmul(dg));
+        let d_prev = maybe(d_prev);
+        let h_g = maybe(h.matmul(g).scale(-alpha_prev));
+        let z = Var::concat_cols(&[h_dg, d_prev, h_g]);
+        let u = self.direction_features(p, z);
+        let (h_new, skipped) = generalized_bfgs(h, u, d_prev - h_dg, dg);
+        (h_new, -h_new.matmul(g), skipped)
+    }
+}
+
+/// The generalized BFGS update of the inverse Hessian with `s = d_{k-1} - H Δg`:
+/// `H + (s uᵀ + u sᵀ)/(uᵀΔg) - (sᵀΔg) u uᵀ/(uᵀΔg)²`. With `u = d_{k-1}` it is BFGS
+/// (`H + ρ(1 + ρ ΔgᵀHΔg) d dᵀ - ρ(HΔg dᵀ + d ΔgᵀH)`, `ρ = 1/dᵀΔg`) and `H_k Δg = d_{k-1}`
+/// (the secant equation) for every `u`.
+///
+/// Fallback: when `|uᵀΔg| <= 1e-12 |u| |Δg|` (or it is not finite) the update is undefined;
+/// `H` is kept and `skipped = true`, as quasi-Newton codes skip an update failing the
+/// curvature condition, rather than propagating an Inf or NaN.
+///
+/// ```
+/// use convergent_l2o::optim::generalized_bfgs;
+/// use convergent_l2o::tape::Tape;
+/// use nalgebra::{dmatrix, DMatrix};
+///
+/// let tape = Tape::<f64>::new();
+/// let h = tape.constant(DMatrix::identity(2, 2));
+/// let d = tape.constant(dmatrix![1.0; 0.5]);
+/// let dg = tape.constant(dmatrix![2.0; -0.5]);
+/// let u = tape.constant(dmatrix![0.3; 1.0]);
+/// let s = d - h.matmul(dg);
+/// let (h1, skipped) = generalized_bfgs(h, u, s, dg);
+/// assert!(!skipped);
+/// assert!((h1.matmul(dg).value() - d.value()).norm() < 1e-12); // secant equation
+/// ```
+pub fn generalized_bfgs<'t, T: Scalar>(
+    h: Var<'t, T>,
+    u: Var<'t, T>,
+    s: Var<'t, T>,
+    dg: Var<'t, T>,
+) -> (Var<'t, T>, bool) {
+    let denom = u.dot(dg);
+    let dv = denom.scalar().as_f64();
+    let scale = u
+        .value_ref()
+        .iter()
+        .map(|v| v.as_f64().powi(2))
+        .sum::<f64>()
+        .sqrt()
+        * dg.value_ref()
+            .iter()
+            .map(|v| v.as_f64().powi(2))
+            .sum::<f64>()
+            .sqrt();
+    if !dv.is_finite() || dv.abs() <= 1e-12 * scale || scale == 0.0 {
+        return (h, true);
+    }
+    let inv = denom.powi(-1);
+    let sym = s.matmul_tr(u) + u.matmul_tr(s);
+    let coef = s.dot(dg).mul_elem(inv.square());
+    (
+        h + sym.mul_scalar(inv) - u.matmul_tr(u).mul_scalar(coef),
+        false,
+    )
+}
+
+impl From<ParamsError> for LoaError {
+    fn from(e: ParamsError) -> Self {
+        LoaError::Params(e.to_string())
+    }
+}
