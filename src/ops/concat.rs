@@ -4,6 +4,7 @@
 //! Derivative: concatenation is linear; the VJP hands each input the block of `G` where it
 //! was placed (a `slice`, whose own VJP is `pad`).
 
+use super::slice::copy_block;
 use crate::tape::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 
@@ -67,10 +68,10 @@ fn concat<'t, T: Scalar>(parts: &[Var<'t, T>], vertical: bool) -> Var<'t, T> {
         let mut offset = 0;
         for m in v {
             if vertical {
-                out.view_mut((offset, 0), m.shape()).copy_from(*m);
+                copy_block(&mut out, offset, 0, m);
                 offset += m.nrows();
             } else {
-                out.view_mut((0, offset), m.shape()).copy_from(*m);
+                copy_block(&mut out, 0, offset, m);
                 offset += m.ncols();
             }
         }

@@ -39,6 +39,34 @@ impl<T: Scalar> Op<T> for PadOp {
     }
 }
 
+/// The `rows` x `cols` block of `src` at `(r0, c0)`, copied a column (a contiguous run) at a
+/// time: nalgebra's view-to-owned conversion goes entry by entry.
+pub(crate) fn block<T: Scalar>(
+    src: &DMatrix<T>,
+    r0: usize,
+    c0: usize,
+    rows: usize,
+    cols: usize,
+) -> DMatrix<T> {
+    let ld = src.nrows();
+    let data = src.as_slice();
+    let mut out = Vec::with_capacity(rows * cols);
+    for j in c0..c0 + cols {
+        out.extend_from_slice(&data[j * ld + r0..j * ld + r0 + rows]);
+    }
+    DMatrix::from_vec(rows, cols, out)
+}
+
+/// Writes `src` into `dst` with its top-left entry at `(r0, c0)`, a column at a time.
+pub(crate) fn copy_block<T: Scalar>(dst: &mut DMatrix<T>, r0: usize, c0: usize, src: &DMatrix<T>) {
+    let (ld, rows) = (dst.nrows(), src.nrows());
+    let out = dst.as_mut_slice();
+    for (j, column) in src.as_slice().chunks_exact(rows.max(1)).enumerate() {
+        let start = (c0 + j) * ld + r0;
+        out[start..start + rows].copy_from_slice(column);
+    }
+}
+
 impl<'t, T: Scalar> Var<'t, T> {
     /// The `rows` x `cols` block starting at row `r0`, column `c0`.
     ///
@@ -64,7 +92,7 @@ impl<'t, T: Scalar> Var<'t, T> {
             cols: c,
         };
         Var::record_with(op, &[self], |v| {
-            v[0].view((r0, c0), (rows, cols)).into_owned()
+            block(v[0], r0, c0, rows, cols)
         })
     }
 
@@ -90,7 +118,7 @@ impl<'t, T: Scalar> Var<'t, T> {
         };
         Var::record_with(op, &[self], |v| {
             let mut out = DMatrix::zeros(rows, cols);
-            out.view_mut((r0, c0), (r, c)).copy_from(v[0]);
+            copy_block(&mut out, r0, c0, v[0]);
             out
         })
     }
