@@ -18,7 +18,7 @@ use clap::Parser;
 use convergent_l2o::meta::data::{Mnist, Split};
 use convergent_l2o::meta::{
     accuracy_csv, accuracy_table, curves_csv, default_lr_grid, grid_search, load_checkpoint,
-    mean_std, run_optimizer, save_checkpoint, Candidate, Classifier, ClassifierMetrics, EvalConfig,
+    mean_std, run_from_each, save_checkpoint, Candidate, Classifier, ClassifierMetrics, EvalConfig,
     Evaluated, InitialPoint, Learned, MetaStepReport, MetaTrainConfig, MetaTrainer,
     SequentialClassifierTasks, Unroll,
 };
@@ -340,11 +340,9 @@ fn evaluate(
             &format!("{dataset} {act}: evaluate"),
         );
         for c in &candidates {
-            let mut traces = Vec::with_capacity(x0s.len());
-            for x0 in &x0s {
-                traces.push(run_optimizer(*c, &task, x0, &cfg, Some(&test_metrics))?.trace);
-                pb.inc(1);
-            }
+            let runs = run_from_each(*c, &task, &x0s, &cfg, Some(&test_metrics))?;
+            let traces: Vec<_> = runs.into_iter().map(|r| r.trace).collect();
+            pb.inc(x0s.len() as u64);
             let r = Evaluated {
                 optimizer: c.name(),
                 scenario: act.to_string(),
@@ -397,20 +395,15 @@ fn long_runs(
     );
     let mut out = Vec::new();
     for &opt in learned {
-        let mut traces = Vec::new();
-        for x0 in &x0s {
-            traces.push(
-                run_optimizer(
-                    Candidate::Learned(opt),
-                    &task,
-                    x0,
-                    &cfg,
-                    Some(&test_metrics),
-                )?
-                .trace,
-            );
-            pb.inc(1);
-        }
+        let runs = run_from_each(
+            Candidate::Learned(opt),
+            &task,
+            &x0s,
+            &cfg,
+            Some(&test_metrics),
+        )?;
+        let traces: Vec<_> = runs.into_iter().map(|r| r.trace).collect();
+        pb.inc(x0s.len() as u64);
         out.push(Evaluated {
             optimizer: opt.name(),
             scenario: Activation::Tanh.to_string(),

@@ -9,6 +9,7 @@
 //! rate is just a bad score for the grid search).
 
 use super::classifier::ClassifierShape;
+use rayon::prelude::*;
 use super::data::Subset;
 use super::{Learned, Task};
 use crate::models::Activation;
@@ -401,6 +402,20 @@ pub fn default_lr_grid() -> Vec<f64> {
     grid
 }
 
+/// [`run_optimizer`] from each of `x0s`, in parallel (rayon); the runs come back in the order
+/// of `x0s` and each is computed exactly as alone, so results do not depend on the threads.
+pub fn run_from_each<T: Scalar>(
+    candidate: Candidate<'_, T>,
+    task: &dyn Task<T>,
+    x0s: &[DMatrix<T>],
+    cfg: &EvalConfig,
+    probe: Option<&ClassifierMetrics<T>>,
+) -> Result<Vec<Run<T>>, EvalError> {
+    x0s.par_iter()
+        .map(|x0| run_optimizer(candidate, task, x0, cfg, probe))
+        .collect()
+}
+
 /// The paper's protocol: for every rate of `grid`, runs `rule` on `task` from each of `x0s`
 /// for `steps` steps and scores the rate by the mean of `final_loss(x_S)` over the runs
 /// (`+inf` if a run diverged or the loss is not finite); returns the rate of lowest score
@@ -411,7 +426,7 @@ pub fn grid_search<T: Scalar>(
     task: &dyn Task<T>,
     x0s: &[DMatrix<T>],
     steps: usize,
-    final_loss: &dyn Fn(&DMatrix<T>) -> f64,
+    final_loss: &(dyn Fn(&DMatrix<T>) -> f64 + Sync),
 ) -> Result<GridSearch, EvalError> {
     if grid.is_empty() || x0s.is_empty() {
         return Err(EvalError::Config(
@@ -425,8 +440,7 @@ pub fn grid_search<T: Scalar>(
     let mut scores = Vec::with_capacity(grid.len());
     for &lr in grid {
         let mut total = 0.0;
-        for x0 in x0s {
-            let run = run_optimizer(Candidate::Rule { rule, lr }, task, x0, &cfg, None)?;
+        for run in run_from_each(Candidate::Rule { rule, lr }, task, x0s, &cfg, None)? {
             let f = match run.trace.non_finite_at {
                 Some(_) => f64::INFINITY,
                 None => final_loss(&run.last),

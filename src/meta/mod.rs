@@ -17,7 +17,7 @@ pub use checkpoint::{load_checkpoint, save_checkpoint, CheckpointError};
 pub use convex::{LoaQuadratics, Objective, ProblemError, Ridge, SyntheticLogistic};
 pub use evaluate::{
     accuracy_csv, accuracy_table, curves_csv, default_lr_grid, grid_search, mean_std,
-    run_optimizer, series_csv, Candidate, ClassifierMetrics, EvalConfig, EvalError, Evaluated,
+    run_from_each, run_optimizer, series_csv, Candidate, ClassifierMetrics, EvalConfig, EvalError, Evaluated,
     GridSearch, Run, Trace,
 };
 pub use learned::{Learned, Rollout};

@@ -10,7 +10,9 @@ use rand_distr::{Distribution, Normal, Uniform};
 use std::sync::Arc;
 
 /// An objective `f` (possibly stochastic: step `t` may see minibatch `t`).
-pub trait Task<T: Scalar> {
+///
+/// `Sync` so that independent runs on one task can go in parallel.
+pub trait Task<T: Scalar>: Sync {
     /// Number of variables.
     fn dim(&self) -> usize;
     /// `f(x)` at step `t`, recorded on `x`'s tape (1 x 1).
