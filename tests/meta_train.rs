@@ -96,6 +96,44 @@ fn same_seed_same_numbers() {
     assert_eq!(run(), run());
 }
 
+/// The meta-gradient of a meta-step, computed in a rayon pool of `threads` threads.
+fn meta_gradient_on(threads: usize, opt: &ConvergentL2O<f64>) -> (f64, f64, Vec<DMatrix<f64>>) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let trainer = MetaTrainer::<f64>::new(config(7)).unwrap();
+    pool.install(|| trainer.meta_gradient(opt, &Quadratics).unwrap())
+}
+
+#[test]
+fn parallel_trajectories_give_the_same_bits_on_any_number_of_threads_and_the_joint_gradient() {
+    let opt = small_optimizer(3);
+    let one = meta_gradient_on(1, &opt);
+    assert_eq!(one, meta_gradient_on(2, &opt));
+    assert_eq!(one, meta_gradient_on(3, &opt));
+
+    // The same meta-step recorded on one tape: the mean meta-loss of the trajectories, each
+    // drawn with its own generator, differentiated at once.
+    let trainer = MetaTrainer::<f64>::new(config(7)).unwrap();
+    let tape = Tape::new();
+    let bound = opt.params().bind(&tape);
+    let n = config(7).initial_points;
+    let mut total = tape.scalar(0.0);
+    for i in 0..n {
+        let mut rng = trainer.rng_for_trajectory(0, i);
+        let (task, x0) = Quadratics.sample(0, i, &mut rng);
+        total = total + unroll(&opt, &bound, task.as_ref(), &x0, &config(7).unroll).meta_loss;
+    }
+    let mean = total.scale(1.0 / n as f64);
+    let joint = tape.grad(&[mean], &bound.vars(), false);
+    assert!((mean.scalar() - one.0).abs() <= 1e-12 * one.0.abs());
+    for (g, p) in joint.iter().zip(&one.2) {
+        let scale = p.norm().max(1e-12);
+        assert!((g.value() - p).norm() <= 1e-10 * scale, "{} vs {}", g.value(), p);
+    }
+}
+
 #[test]
 fn checkpoint_resume_repeats_the_uninterrupted_run_and_damaged_files_are_refused() {
     let dir = tempfile::tempdir().unwrap();

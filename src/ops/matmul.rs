@@ -179,7 +179,10 @@ impl<'t, T: Scalar> Var<'t, T> {
 #[cfg(test)]
 mod tests {
     use crate::ops::testing::*;
+    use crate::tape::Var;
+    use nalgebra::DMatrix;
     use proptest::prelude::*;
+    use proptest::test_runner::Config;
 
     proptest! {
         #![proptest_config(config())]
@@ -204,6 +207,95 @@ mod tests {
             prop_assert!((crate::ops::gemm(&a, false, &bt, true) - &expected).norm() < 1e-12);
             prop_assert!((crate::ops::gemm(&at, true, &bt, true) - &expected).norm() < 1e-12);
         }
+    }
+
+    /// Naive `op(a) op(b)` in f64, whatever the element type.
+    fn naive<T: crate::tape::Scalar>(
+        a: &DMatrix<T>,
+        ta: bool,
+        b: &DMatrix<T>,
+        tb: bool,
+    ) -> DMatrix<f64> {
+        let a = a.map(|v| v.as_f64());
+        let b = b.map(|v| v.as_f64());
+        let a = if ta { a.transpose() } else { a };
+        let b = if tb { b.transpose() } else { b };
+        a * b
+    }
+
+    /// Shapes that reach each path of `gemm`: the SIMD skinny kernel (tall `A`, at most 24
+    /// columns, with a vector and a scalar row tail), the small-shape forms (inner dimension
+    /// at most 4, tall or wide; at most 4 outputs with a long inner dimension) and general gemm.
+    fn shape() -> impl Strategy<Value = (usize, usize, usize)> {
+        prop_oneof![
+            (16usize..90, 1usize..300, 1usize..30),
+            (1usize..6, 1usize..5, 1usize..200),
+            (1usize..200, 1usize..5, 1usize..6),
+            (1usize..3, 5usize..400, 1usize..3),
+            (1usize..40, 1usize..40, 1usize..40),
+        ]
+    }
+
+    fn check_paths<T: crate::tape::Scalar>(
+        (m, k, n): (usize, usize, usize),
+        seed: u64,
+        ta: bool,
+        tb: bool,
+        tol: f64,
+    ) -> Result<(), TestCaseError> {
+        let cast = |x: DMatrix<f64>| x.map(T::cast);
+        let a = cast(if ta { rand(seed, k, m) } else { rand(seed, m, k) });
+        let b = cast(if tb { rand(seed + 1, n, k) } else { rand(seed + 1, k, n) });
+        let got = crate::ops::gemm(&a, ta, &b, tb).map(|v| v.as_f64());
+        let expected = naive(&a, ta, &b, tb);
+        let err = (&got - &expected).amax();
+        prop_assert!(err <= tol * (k as f64), "{m}x{k}x{n} ta={ta} tb={tb}: error {err}");
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(Config::with_cases(64))]
+        #[test]
+        fn every_gemm_path_matches_the_naive_product_in_f64_and_f32(
+            dims in shape(), seed in 0u64..1_000_000, ta: bool, tb: bool) {
+            check_paths::<f64>(dims, seed, ta, tb, 1e-14)?;
+            check_paths::<f32>(dims, seed, ta, tb, 1e-6)?;
+        }
+    }
+
+    #[test]
+    fn products_with_a_stored_transpose_match_the_plain_constant() {
+        use std::sync::Arc;
+        let tape = crate::tape::Tape::<f64>::new();
+        let x = rand(3, 40, 7);
+        let shared = tape.constant_shared_with_transpose(Arc::new(x.clone()), Arc::new(x.transpose()));
+        let plain = tape.constant(x.clone());
+        let g = tape.param(rand(4, 40, 3));
+        let h = tape.param(rand(5, 7, 3));
+        assert_eq!(shared.tr_matmul(g).value(), plain.tr_matmul(g).value());
+        assert_eq!(shared.matmul(h).value(), plain.matmul(h).value());
+        assert_eq!(h.tr_matmul(shared.t()).value(), h.tr_matmul(plain.t()).value());
+        assert_eq!(g.matmul_t(true, shared, false).value(), g.matmul_t(true, plain, false).value());
+        // Gradients through the shared constant, first and second order, agree too.
+        let f = |data| -> Var<'_, f64> { Var::tr_matmul(data, g).tanh().matmul_tr(h).sum() };
+        let (fs, fp) = (f(shared), f(plain));
+        let gs = tape.grad(&[fs], &[g, h], true);
+        let gp = tape.grad(&[fp], &[g, h], true);
+        for (a, b) in gs.iter().zip(&gp) {
+            assert!((a.value() - b.value()).amax() < 1e-12);
+        }
+        let hs = tape.grad(&[gs[0].sum()], &[g], false)[0].value();
+        let hp = tape.grad(&[gp[0].sum()], &[g], false)[0].value();
+        assert!((hs - hp).amax() < 1e-12);
+    }
+
+    #[test]
+    #[should_panic(expected = "cannot be the transpose")]
+    fn a_misshapen_transpose_is_refused() {
+        use std::sync::Arc;
+        let tape = crate::tape::Tape::<f64>::new();
+        let x = rand(3, 4, 5);
+        let _ = tape.constant_shared_with_transpose(Arc::new(x.clone()), Arc::new(x));
     }
 
     #[test]
