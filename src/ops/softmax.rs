@@ -22,30 +22,33 @@ impl<T: Scalar> Op<T> for SoftmaxOp {
 /// Row-wise `z_ij - max_k z_ik` and `ln sum_k exp(...)`: the shared stable kernel of softmax,
 /// log-softmax and cross-entropy.
 pub(crate) fn shifted_logsumexp<T: Scalar>(z: &DMatrix<T>) -> (DMatrix<T>, Vec<T>) {
-    let mut shifted = z.clone();
-    let mut lse = Vec::with_capacity(z.nrows());
-    for i in 0..z.nrows() {
-        let mut row = shifted.row_mut(i);
-        let max = row
-            .iter()
-            .copied()
-            .fold(T::min_value().unwrap(), |a, b| a.max(b));
-        row.apply(|v| *v -= max);
-        lse.push(
-            row.iter()
-                .map(|v| v.exp())
-                .fold(T::zero(), |a, b| a + b)
-                .ln(),
-        );
+    // Column-major storage: sweep whole columns (contiguous) and keep one running value per
+    // row, rather than walking strided rows; every row still sums its columns in order.
+    let rows = z.nrows();
+    let mut max = vec![T::min_value().unwrap(); rows];
+    for column in z.column_iter() {
+        for (m, &v) in max.iter_mut().zip(column.iter()) {
+            *m = m.max(v);
+        }
     }
-    (shifted, lse)
+    let mut shifted = z.clone();
+    let mut sum = vec![T::zero(); rows];
+    for mut column in shifted.column_iter_mut() {
+        for ((v, &m), s) in column.iter_mut().zip(&max).zip(sum.iter_mut()) {
+            *v -= m;
+            *s += v.exp();
+        }
+    }
+    (shifted, sum.into_iter().map(|s| s.ln()).collect())
 }
 
 /// Row-wise log-softmax of `z`, stable.
 pub(crate) fn log_softmax_value<T: Scalar>(z: &DMatrix<T>) -> DMatrix<T> {
     let (mut out, lse) = shifted_logsumexp(z);
-    for (i, l) in lse.into_iter().enumerate() {
-        out.row_mut(i).apply(|v| *v -= l);
+    for mut column in out.column_iter_mut() {
+        for (v, &l) in column.iter_mut().zip(&lse) {
+            *v -= l;
+        }
     }
     out
 }
