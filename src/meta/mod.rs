@@ -7,6 +7,7 @@ pub mod classifier;
 pub mod data;
 mod evaluate;
 mod learned;
+mod structured;
 mod tasks;
 mod train;
 mod unroll;
@@ -18,6 +19,10 @@ pub use evaluate::{
     GridSearch, Run, Trace,
 };
 pub use learned::{Learned, Rollout};
+pub use structured::{
+    meta_loss, reference_optimum, relative_error, CompositeProblem, L1Logistic, Lasso, LassoConfig,
+    LogisticConfig, PaError, PaStepReport, PaTrainConfig, PaTrainer, ProblemError,
+};
 pub use tasks::{Classifier, InitialPoint, Logistic, Quadratic, Task};
 pub use train::{MetaError, MetaStepReport, MetaTrainConfig, MetaTrainer, TaskSampler};
 pub use unroll::{unroll, MetaLoss, Unroll, Unrolled};
