@@ -44,6 +44,9 @@ pub struct PaConfig {
     pub p_out: Squash,
     /// Bound on `A` (LASSO: `2 σ`, logistic: `0.3 softplus`).
     pub a_out: Squash,
+    /// Detach the LSTM's input features (the original code does; `false` gives the exact
+    /// gradient of the unrolled map, which finite differences can check).
+    pub detach_features: bool,
 }
 
 impl PaConfig {
@@ -54,6 +57,7 @@ impl PaConfig {
             layers: 2,
             p_out: Squash::Sigmoid { scale: 2.0 },
             a_out: Squash::Sigmoid { scale: 2.0 },
+            detach_features: true,
         }
     }
 
@@ -225,8 +229,8 @@ impl<T: Scalar> L2oPa<T> {
         }
     }
 
-    /// `(P_k, A_k)` (each `n x 1`) and the next LSTM state from the gradient `g` at `y`; the
-    /// features are detached.
+    /// `(P_k, A_k)` (each `n x 1`) and the next LSTM state from the gradient `g` at `y` (the
+    /// features detached unless the configuration says otherwise).
     pub fn coefficients<'t>(
         &self,
         bound: &Bound<'t, T>,
@@ -234,7 +238,11 @@ impl<T: Scalar> L2oPa<T> {
         y: Var<'t, T>,
         lstm: &LstmState<Var<'t, T>>,
     ) -> (Var<'t, T>, Var<'t, T>, LstmState<Var<'t, T>>) {
-        let features = Var::concat_cols(&[g.stop_gradient(), y.stop_gradient()]);
+        let features = if self.config.detach_features {
+            Var::concat_cols(&[g.stop_gradient(), y.stop_gradient()])
+        } else {
+            Var::concat_cols(&[g, y])
+        };
         let next = self.lstm.step(bound, features, lstm);
         let hidden = self.linear.forward(bound, *next.output()).relu();
         let p = self.config.p_out.apply(self.head_p.forward(bound, hidden));
