@@ -2,11 +2,13 @@
 //! FISTA, the update rule, meta-training and the convergent wrapper. Small sizes throughout.
 
 use convergent_l2o::meta::{
-    meta_loss, reference_optimum, relative_error, CompositeProblem, L1Logistic, Lasso,
-    LassoConfig, LogisticConfig, PaError, PaTrainConfig, PaTrainer,
+    meta_loss, reference_optimum, relative_error, CompositeProblem, L1Logistic, Lasso, LassoConfig,
+    LogisticConfig, PaError, PaTrainConfig, PaTrainer,
 };
 use convergent_l2o::models::Bound;
-use convergent_l2o::optim::{fista_momenta, pa_update, ConvergentPa, L2oPa, PaConfig, ProxGradient};
+use convergent_l2o::optim::{
+    fista_momenta, pa_update, ConvergentPa, L2oPa, PaConfig, ProxGradient,
+};
 use convergent_l2o::tape::gradcheck::{check_first_order, check_second_order, tape_fn, Tolerance};
 use convergent_l2o::tape::{Tape, Var};
 use nalgebra::DMatrix;
@@ -49,7 +51,10 @@ fn same_seed_same_instance_and_bad_sizes_are_errors() {
         iterations: 20,
         lr: 1e-2,
     };
-    assert!(matches!(PaTrainer::<f64>::new(bad), Err(PaError::Config(_))));
+    assert!(matches!(
+        PaTrainer::<f64>::new(bad),
+        Err(PaError::Config(_))
+    ));
     let pa = L2oPa::<f64>::new(PaConfig::lasso(), &mut rng).unwrap();
     assert!(ConvergentPa::new(pa, 1.0, 1.0).is_err());
 }
@@ -219,7 +224,10 @@ fn unroll_meta_gradient_matches_finite_differences() {
         ..PaConfig::lasso()
     };
     let opt = L2oPa::<f64>::new(exact, &mut StdRng::seed_from_u64(3)).unwrap();
-    let inputs: Vec<DMatrix<f64>> = checked.iter().map(|n| opt.params().get(n).clone()).collect();
+    let inputs: Vec<DMatrix<f64>> = checked
+        .iter()
+        .map(|n| opt.params().get(n).clone())
+        .collect();
     let f = tape_fn(|vars: &[Var<'_, f64>]| unroll_loss(&opt, &problem, &checked, vars, 4));
     check_first_order(&f, &inputs, 11, tol).unwrap_or_else(|e| panic!("{e}"));
     let heads = &checked[..2];
@@ -280,7 +288,8 @@ fn convergent_wrapper_converges_for_random_scaled_up_meta_parameters() {
     for seed in 0..3 {
         let problem = lasso(20 + seed);
         let f_star = reference_optimum(&problem, 5000);
-        let mut pa = L2oPa::<f64>::new(PaConfig::lasso(), &mut StdRng::seed_from_u64(seed)).unwrap();
+        let mut pa =
+            L2oPa::<f64>::new(PaConfig::lasso(), &mut StdRng::seed_from_u64(seed)).unwrap();
         for v in pa.params_mut().values_mut() {
             *v *= 30.0; // saturated heads: P and A near their bounds 0 or 2
         }
@@ -293,8 +302,9 @@ fn convergent_wrapper_converges_for_random_scaled_up_meta_parameters() {
         assert!(errs[1500] < 1e-6, "seed {seed}: {:.3e}", errs[1500]);
         let raw = pa.objectives(&problem, 1500);
         let raw_err = relative_error(raw[1500], f_star);
-        // Not an assertion on the raw optimizer (it may or may not converge), only a report.
-        eprintln!("seed {seed}: wrapped {:.2e}, raw L2O-PA {raw_err:.2e}", errs[1500]);
+        // The same meta-parameters unwrapped do not converge (they blow up): the guarantee
+        // comes from the wrapper, not from lucky parameters.
+        assert!(!(raw_err < 1e-3), "seed {seed}: raw L2O-PA {raw_err:.2e}");
     }
 }
 
@@ -303,8 +313,12 @@ fn convergent_wrapper_interpolates_between_fista_and_l2o_pa() {
     let problem = lasso(30);
     let pa = L2oPa::<f64>::new(PaConfig::lasso(), &mut StdRng::seed_from_u64(4)).unwrap();
     let fista = ProxGradient::fista(&problem).objectives(&problem, 50);
-    let zero = ConvergentPa::new(pa.clone(), 0.0, 0.5).unwrap().objectives(&problem, 50);
-    let unclipped = ConvergentPa::new(pa.clone(), 1e12, 0.999).unwrap().objectives(&problem, 50);
+    let zero = ConvergentPa::new(pa.clone(), 0.0, 0.5)
+        .unwrap()
+        .objectives(&problem, 50);
+    let unclipped = ConvergentPa::new(pa.clone(), 1e12, 0.999)
+        .unwrap()
+        .objectives(&problem, 50);
     let raw = pa.objectives(&problem, 50);
     for k in 0..=50 {
         assert!((zero[k] - fista[k]).abs() < 1e-12 * fista[k].abs().max(1.0));

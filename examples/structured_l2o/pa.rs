@@ -184,7 +184,12 @@ where
     let wrapped = ConvergentPa::new(model.clone(), BUDGET, DECAY)?;
     // Test instances come from their own seeds, never seen in training.
     for (tag, label, sampler, test_seed) in [
-        ("in", "in distribution", &part.test as &dyn Fn(&mut StdRng) -> Result<P, ProblemError>, seed ^ 0x7e57),
+        (
+            "in",
+            "in distribution",
+            &part.test as &dyn Fn(&mut StdRng) -> Result<P, ProblemError>,
+            seed ^ 0x7e57,
+        ),
         ("shift", "shifted", &part.shifted, seed ^ 0x5_41f7),
     ] {
         let mut rng = StdRng::seed_from_u64(test_seed);
@@ -201,9 +206,16 @@ where
             "mean (F - F*) / F*",
             &refs,
         )?;
-        print!("   {label}: mean relative error at k = 100 / {}:", sizes.eval_iterations);
+        print!(
+            "   {label}: mean relative error at k = 100 / {}:",
+            sizes.eval_iterations
+        );
         for (n, c) in &curves {
-            print!("  {n} {:.2e} / {:.2e}", c[100.min(c.len() - 1)], c[c.len() - 1]);
+            print!(
+                "  {n} {:.2e} / {:.2e}",
+                c[100.min(c.len() - 1)],
+                c[c.len() - 1]
+            );
         }
         println!();
     }

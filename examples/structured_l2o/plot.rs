@@ -39,7 +39,12 @@ pub fn log_curves_svg(
     } else {
         (FLOOR, 1.0)
     };
-    let len = curves.iter().map(|(_, c)| c.len()).max().unwrap_or(1).max(2);
+    let len = curves
+        .iter()
+        .map(|(_, c)| c.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (800, 520)).into_drawing_area();
@@ -67,7 +72,9 @@ pub fn log_curves_svg(
             chart
                 .draw_series(LineSeries::new(points, c.stroke_width(2)))?
                 .label(label.to_string())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
         }
         chart
             .configure_series_labels()

@@ -95,7 +95,11 @@ impl<T: Scalar> L1Logistic<T> {
         if labels.shape() != (w.nrows(), 1) {
             return Err(ProblemError {
                 problem: "L1 logistic",
-                detail: format!("labels are {:?}, expected {} x 1", labels.shape(), w.nrows()),
+                detail: format!(
+                    "labels are {:?}, expected {} x 1",
+                    labels.shape(),
+                    w.nrows()
+                ),
             });
         }
         let norm = spectral_norm(&w);
@@ -166,9 +170,7 @@ impl<T: Scalar> CompositeProblem<T> for L1Logistic<T> {
             * self.inv_m()
     }
     fn smooth_grad(&self, x: &DMatrix<T>) -> DMatrix<T> {
-        let r = (&self.w * x).zip_map(&self.labels, |z, y| {
-            T::one() / (T::one() + (-z).exp()) - y
-        });
+        let r = (&self.w * x).zip_map(&self.labels, |z, y| T::one() / (T::one() + (-z).exp()) - y);
         self.w.tr_mul(&r) * self.inv_m()
     }
 }

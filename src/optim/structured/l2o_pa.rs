@@ -3,7 +3,7 @@
 
 use super::proximal::pa_update;
 use crate::meta::CompositeProblem;
-use crate::models::{BuildError, Bound, Linear, LstmState, Params, StackedLstm};
+use crate::models::{Bound, BuildError, Linear, LstmState, Params, StackedLstm};
 use crate::tape::{Scalar, Tape, Var};
 use nalgebra::DMatrix;
 use rand::Rng;
