@@ -92,7 +92,7 @@ pub struct PaStepReport {
     pub meta_step: usize,
     /// Mean over segments and instances of the segment loss `(1/len) Σ_j F(y_j)`.
     pub loss: f64,
-    /// Global norm of the last segment's meta-gradient.
+    /// Norm of the meta-gradients of all segments together (`sqrt(Σ_segments |g|²)`).
     pub grad_norm: f64,
 }
 
@@ -152,7 +152,7 @@ impl<T: Scalar> PaTrainer<T> {
     ) -> Result<PaStepReport, PaError> {
         let meta_step = self.meta_step;
         let mut states: Vec<_> = problems.iter().map(|p| model.start_values(p)).collect();
-        let (mut loss_total, mut segments, mut grad_norm) = (0.0, 0, 0.0);
+        let (mut loss_total, mut segments, mut grad_sq) = (0.0, 0, 0.0);
         let mut done = 0;
         let scale = T::cast(1.0 / (problems.len().max(1) as f64 * self.config.segment as f64));
         while done < self.config.iterations {
@@ -198,11 +198,7 @@ impl<T: Scalar> PaTrainer<T> {
                 *values = PaValues::of(&state);
             }
             let grads = grads.unwrap_or_default();
-            grad_norm = grads
-                .iter()
-                .map(|g| g.norm_squared().as_f64())
-                .sum::<f64>()
-                .sqrt();
+            grad_sq += grads.iter().map(|g| g.norm_squared().as_f64()).sum::<f64>();
             self.apply_adam(model, &grads);
             loss_total += segment_loss;
             segments += 1;
@@ -212,7 +208,7 @@ impl<T: Scalar> PaTrainer<T> {
         Ok(PaStepReport {
             meta_step,
             loss: loss_total / segments as f64,
-            grad_norm,
+            grad_norm: grad_sq.sqrt(),
         })
     }
 
