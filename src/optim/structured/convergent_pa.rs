@@ -95,8 +95,8 @@ impl<T: Scalar> ConvergentPa<T> {
             let x_f = problem.prox(&(&y_f - problem.smooth_grad(&y_f) * step), step);
             let mut d = x_pa - &x_f;
             let norm = d.norm().as_f64();
-            // Written so that a NaN norm also takes this branch (the proposal is dropped).
-            if !(norm <= budget) {
+            // A NaN proposal is dropped rather than propagated.
+            if norm.is_nan() || norm > budget {
                 d = if norm.is_finite() {
                     d * T::cast(budget / norm)
                 } else {
