@@ -4,12 +4,12 @@
 //! Every problem is both a [`Task`] (recorded on a tape, for meta-training) and an
 //! [`Objective`] (plain `f64` values and gradients, for fast unrecorded baselines).
 
+use super::ProblemError;
 use crate::meta::Task;
 use crate::tape::{Scalar, Var};
 use nalgebra::{DMatrix, DVector};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
-use std::fmt;
 
 /// A smooth strongly convex objective evaluated off the tape, in `f64`.
 pub trait Objective {
@@ -26,18 +26,6 @@ pub trait Objective {
     /// `F* = min f` (exact, or from a converged Newton run).
     fn minimum(&self) -> f64;
 }
-
-/// A problem that could not be built; the message names the argument.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ProblemError(pub String);
-
-impl fmt::Display for ProblemError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid problem: {}", self.0)
-    }
-}
-
-impl std::error::Error for ProblemError {}
 
 fn col(v: &DVector<f64>) -> DMatrix<f64> {
     DMatrix::from_column_slice(v.len(), 1, v.as_slice())
@@ -79,32 +67,39 @@ impl Ridge {
     /// mismatched data, a negative or non-finite `λ`, or a singular `AᵀA + λ I`.
     pub fn new(a: DMatrix<f64>, b: DVector<f64>, lambda: f64) -> Result<Self, ProblemError> {
         if a.is_empty() {
-            return Err(ProblemError(format!(
-                "ridge: A is {} x {}; it needs at least one row and one column",
-                a.nrows(),
-                a.ncols()
-            )));
+            return Err(ProblemError {
+                problem: "ridge",
+                detail: format!(
+                    "A is {} x {}; it needs at least one row and one column",
+                    a.nrows(),
+                    a.ncols()
+                ),
+            });
         }
         if b.len() != a.nrows() {
-            return Err(ProblemError(format!(
-                "ridge: A has {} rows but b has {} entries",
-                a.nrows(),
-                b.len()
-            )));
+            return Err(ProblemError {
+                problem: "ridge",
+                detail: format!("A has {} rows but b has {} entries", a.nrows(), b.len()),
+            });
         }
         if !(lambda >= 0.0 && lambda.is_finite()) {
-            return Err(ProblemError(format!(
-                "ridge: lambda = {lambda} must be finite and >= 0"
-            )));
+            return Err(ProblemError {
+                problem: "ridge",
+                detail: format!("lambda = {lambda} must be finite and >= 0"),
+            });
         }
         if a.iter().chain(b.iter()).any(|v| !v.is_finite()) {
-            return Err(ProblemError("ridge: A or b has a NaN or Inf".into()));
+            return Err(ProblemError {
+                problem: "ridge",
+                detail: "A or b has a NaN or Inf".into(),
+            });
         }
         let n = a.ncols();
         let hessian = a.transpose() * &a + DMatrix::identity(n, n) * lambda;
         let eig = hessian.clone().symmetric_eigenvalues();
-        let chol = hessian.cholesky().ok_or_else(|| {
-            ProblemError("ridge: AᵀA + λI is singular (use more rows or λ > 0)".into())
+        let chol = hessian.cholesky().ok_or_else(|| ProblemError {
+            problem: "ridge",
+            detail: "AᵀA + λI is singular (use more rows or λ > 0)".into(),
         })?;
         let x_star = chol.solve(&(a.transpose() * &b));
         let mut ridge = Ridge {
@@ -129,9 +124,10 @@ impl Ridge {
         rng: &mut impl Rng,
     ) -> Result<Self, ProblemError> {
         if dim == 0 || samples == 0 {
-            return Err(ProblemError(format!(
-                "ridge: dim = {dim} and samples = {samples} must both be positive"
-            )));
+            return Err(ProblemError {
+                problem: "ridge",
+                detail: format!("dim = {dim} and samples = {samples} must both be positive"),
+            });
         }
         let a = gaussian(samples, dim, 1.0 / (dim as f64).sqrt(), rng);
         let b = DVector::from_column_slice(gaussian(samples, 1, 1.0, rng).as_slice());
@@ -158,9 +154,10 @@ impl Ridge {
                 .iter()
                 .any(|&p| p >= n || std::mem::replace(&mut seen[p], true))
         {
-            return Err(ProblemError(format!(
-                "ridge: {perm:?} is not a permutation of 0..{n}"
-            )));
+            return Err(ProblemError {
+                problem: "ridge",
+                detail: format!("{perm:?} is not a permutation of 0..{n}"),
+            });
         }
         let a = DMatrix::from_fn(self.a.nrows(), n, |i, j| self.a[(i, perm[j])]);
         Ridge::new(a, self.b.clone(), self.lambda)
@@ -230,7 +227,10 @@ impl LoaQuadratics {
     /// The distribution in `dim` variables with `λ = 1e-2`; errors if `dim == 0`.
     pub fn new(dim: usize) -> Result<Self, ProblemError> {
         if dim == 0 {
-            return Err(ProblemError("LOA quadratics: dim must be positive".into()));
+            return Err(ProblemError {
+                problem: "LOA quadratics",
+                detail: "dim must be positive".into(),
+            });
         }
         Ok(LoaQuadratics { dim, lambda: 1e-2 })
     }
@@ -274,10 +274,13 @@ impl SyntheticLogistic {
     /// `samples = 50`. Errors if `dim < 2` or `samples < 2`.
     pub fn random(dim: usize, samples: usize, rng: &mut impl Rng) -> Result<Self, ProblemError> {
         if dim < 2 || samples < 2 {
-            return Err(ProblemError(format!(
-                "synthetic logistic: dim = {dim} and samples = {samples} must both be >= 2 \
+            return Err(ProblemError {
+                problem: "synthetic logistic",
+                detail: format!(
+                    "dim = {dim} and samples = {samples} must both be >= 2 \
                  (an intercept column plus a feature, and both classes)"
-            )));
+                ),
+            });
         }
         let mut a = gaussian(samples, dim, 1.0 / (dim as f64).sqrt(), rng);
         let normal =

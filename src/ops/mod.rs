@@ -31,6 +31,7 @@ mod scale;
 mod sigmoid;
 mod slice;
 mod softmax;
+mod soft_threshold;
 mod softplus;
 mod solve;
 mod sqrt;
@@ -41,6 +42,7 @@ mod tanh;
 mod transpose;
 
 pub use matmul::gemm;
+pub use soft_threshold::soft_threshold_matrix;
 
 impl<'t, T: Scalar> Var<'t, T> {
     /// Records `op` with the elementwise image of this variable under `f`.

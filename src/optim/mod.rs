@@ -12,6 +12,7 @@ mod loa;
 mod rmsprop;
 mod rule;
 mod sgd;
+mod structured;
 mod tensor;
 
 pub use adam::{Adam, AdamState};
@@ -31,4 +32,8 @@ pub use loa::{
 pub use rmsprop::{RmsProp, RmsPropState};
 pub use rule::{Rule, RuleState, Stepper};
 pub use sgd::{Sgd, SgdState};
+pub(crate) use structured::PaValues;
+pub use structured::{
+    fista_momenta, pa_update, ConvergentPa, L2oPa, PaConfig, PaState, ProxGradient, Squash,
+};
 pub use tensor::UpdateTensor;
