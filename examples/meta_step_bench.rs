@@ -102,8 +102,10 @@ fn run<T: Scalar>(args: &Args, data: &Mnist, activation: Activation) -> Result<(
         args.horizon,
         InitialPoint::META_TRAIN,
     );
-    let mut opt =
-        ConvergentL2O::<T>::paper(StepSize::OriginalCode, &mut StdRng::seed_from_u64(args.seed))?;
+    let mut opt = ConvergentL2O::<T>::paper(
+        StepSize::OriginalCode,
+        &mut StdRng::seed_from_u64(args.seed),
+    )?;
     let mut trainer = MetaTrainer::<T>::new(config)?;
     let mut times = Vec::with_capacity(args.steps);
     for k in 0..=args.steps {

@@ -2,8 +2,8 @@
 //! FISTA, the update rule, meta-training and the convergent wrapper. Small sizes throughout.
 
 use convergent_l2o::meta::{
-    meta_loss, reference_optimum, relative_error, CompositeProblem, L1Logistic, Lasso, LassoConfig,
-    LogisticConfig, PaError, PaTrainConfig, PaTrainer,
+    pa_meta_loss, reference_optimum, relative_error, CompositeProblem, L1Logistic, Lasso,
+    LassoConfig, LogisticConfig, PaError, PaTrainConfig, PaTrainer,
 };
 use convergent_l2o::models::Bound;
 use convergent_l2o::optim::{
@@ -248,7 +248,7 @@ fn meta_training_lowers_the_held_out_meta_loss_deterministically() {
     let train = || {
         let mut rng = StdRng::seed_from_u64(42);
         let mut model = L2oPa::<f64>::new(PaConfig::lasso(), &mut rng).unwrap();
-        let before = meta_loss(&model, &held_out, 100);
+        let before = pa_meta_loss(&model, &held_out, 100);
         let mut trainer = PaTrainer::new(PaTrainConfig::lasso()).unwrap();
         let mut losses = Vec::new();
         for _ in 0..6 {
@@ -257,7 +257,7 @@ fn meta_training_lowers_the_held_out_meta_loss_deterministically() {
                 .collect();
             losses.push(trainer.step(&mut model, &batch).unwrap().loss);
         }
-        (before, meta_loss(&model, &held_out, 100), losses)
+        (before, pa_meta_loss(&model, &held_out, 100), losses)
     };
     let (before, after, losses) = train();
     assert!(after < 0.9 * before, "meta-loss {before:.4} -> {after:.4}");
@@ -304,7 +304,10 @@ fn convergent_wrapper_converges_for_random_scaled_up_meta_parameters() {
         let raw_err = relative_error(raw[1500], f_star);
         // The same meta-parameters unwrapped do not converge (they blow up): the guarantee
         // comes from the wrapper, not from lucky parameters.
-        assert!(raw_err.is_nan() || raw_err >= 1e-3, "seed {seed}: raw L2O-PA {raw_err:.2e}");
+        assert!(
+            raw_err.is_nan() || raw_err >= 1e-3,
+            "seed {seed}: raw L2O-PA {raw_err:.2e}"
+        );
     }
 }
 

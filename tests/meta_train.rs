@@ -130,7 +130,12 @@ fn parallel_trajectories_give_the_same_bits_on_any_number_of_threads_and_the_joi
     assert!((mean.scalar() - one.0).abs() <= 1e-12 * one.0.abs());
     for (g, p) in joint.iter().zip(&one.2) {
         let scale = p.norm().max(1e-12);
-        assert!((g.value() - p).norm() <= 1e-10 * scale, "{} vs {}", g.value(), p);
+        assert!(
+            (g.value() - p).norm() <= 1e-10 * scale,
+            "{} vs {}",
+            g.value(),
+            p
+        );
     }
 }
 

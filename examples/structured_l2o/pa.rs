@@ -16,8 +16,8 @@
 
 use super::plot::log_curves_svg;
 use convergent_l2o::meta::{
-    meta_loss, reference_optimum, relative_error, CompositeProblem, L1Logistic, Lasso, LassoConfig,
-    LogisticConfig, PaTrainConfig, PaTrainer, ProblemError,
+    pa_meta_loss, reference_optimum, relative_error, CompositeProblem, L1Logistic, Lasso,
+    LassoConfig, LogisticConfig, PaTrainConfig, PaTrainer, ProblemError,
 };
 use convergent_l2o::models::write_atomically;
 use convergent_l2o::optim::{ConvergentPa, L2oPa, PaConfig, ProxGradient};
@@ -176,7 +176,11 @@ where
         .map(|_| (part.test)(&mut vrng))
         .collect::<Result<Vec<P>, _>>()?;
     let k = part.train.iterations;
-    let mut best = (meta_loss(&model, &validation, k), model.params().clone(), 0);
+    let mut best = (
+        pa_meta_loss(&model, &validation, k),
+        model.params().clone(),
+        0,
+    );
     println!("   validation meta-loss before training: {:.5}", best.0);
     let start = Instant::now();
     for step in 0..sizes.meta_steps {
@@ -195,7 +199,7 @@ where
             );
         }
         if (step + 1) % sizes.validate_every == 0 || step + 1 == sizes.meta_steps {
-            let v = meta_loss(&model, &validation, k);
+            let v = pa_meta_loss(&model, &validation, k);
             let improved = v < best.0;
             if improved {
                 best = (v, model.params().clone(), step + 1);

@@ -9,13 +9,13 @@
 //! rate is just a bad score for the grid search).
 
 use super::classifier::ClassifierShape;
-use rayon::prelude::*;
 use super::data::Subset;
 use super::{Learned, Task};
 use crate::models::Activation;
 use crate::optim::{HyperError, Rule, Stepper};
 use crate::tape::{Scalar, Tape};
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 use std::fmt;
 use std::fmt::Write as _;
 

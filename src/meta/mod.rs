@@ -18,14 +18,14 @@ pub use checkpoint::{load_checkpoint, save_checkpoint, CheckpointError};
 pub use convex::{LoaQuadratics, Objective, Ridge, SyntheticLogistic};
 pub use evaluate::{
     accuracy_csv, accuracy_table, curves_csv, default_lr_grid, grid_search, mean_std,
-    run_from_each, run_optimizer, series_csv, Candidate, ClassifierMetrics, EvalConfig, EvalError, Evaluated,
-    GridSearch, Run, Trace,
+    run_from_each, run_optimizer, series_csv, Candidate, ClassifierMetrics, EvalConfig, EvalError,
+    Evaluated, GridSearch, Run, Trace,
 };
 pub use learned::{Learned, Rollout};
 pub use sampler::SequentialClassifierTasks;
 pub use structured::{
-    meta_loss, reference_optimum, relative_error, CompositeProblem, L1Logistic, Lasso, LassoConfig,
-    LogisticConfig, PaError, PaStepReport, PaTrainConfig, PaTrainer, ProblemError,
+    pa_meta_loss, reference_optimum, relative_error, CompositeProblem, L1Logistic, Lasso,
+    LassoConfig, LogisticConfig, PaError, PaStepReport, PaTrainConfig, PaTrainer, ProblemError,
 };
 pub use tasks::{Classifier, InitialPoint, Logistic, Quadratic, Task};
 pub use train::{MetaError, MetaStepReport, MetaTrainConfig, MetaTrainer, TaskSampler};

@@ -244,12 +244,23 @@ mod tests {
         tol: f64,
     ) -> Result<(), TestCaseError> {
         let cast = |x: DMatrix<f64>| x.map(T::cast);
-        let a = cast(if ta { rand(seed, k, m) } else { rand(seed, m, k) });
-        let b = cast(if tb { rand(seed + 1, n, k) } else { rand(seed + 1, k, n) });
+        let a = cast(if ta {
+            rand(seed, k, m)
+        } else {
+            rand(seed, m, k)
+        });
+        let b = cast(if tb {
+            rand(seed + 1, n, k)
+        } else {
+            rand(seed + 1, k, n)
+        });
         let got = crate::ops::gemm(&a, ta, &b, tb).map(|v| v.as_f64());
         let expected = naive(&a, ta, &b, tb);
         let err = (&got - &expected).amax();
-        prop_assert!(err <= tol * (k as f64), "{m}x{k}x{n} ta={ta} tb={tb}: error {err}");
+        prop_assert!(
+            err <= tol * (k as f64),
+            "{m}x{k}x{n} ta={ta} tb={tb}: error {err}"
+        );
         Ok(())
     }
 
@@ -268,14 +279,21 @@ mod tests {
         use std::sync::Arc;
         let tape = crate::tape::Tape::<f64>::new();
         let x = rand(3, 40, 7);
-        let shared = tape.constant_shared_with_transpose(Arc::new(x.clone()), Arc::new(x.transpose()));
+        let shared =
+            tape.constant_shared_with_transpose(Arc::new(x.clone()), Arc::new(x.transpose()));
         let plain = tape.constant(x.clone());
         let g = tape.param(rand(4, 40, 3));
         let h = tape.param(rand(5, 7, 3));
         assert_eq!(shared.tr_matmul(g).value(), plain.tr_matmul(g).value());
         assert_eq!(shared.matmul(h).value(), plain.matmul(h).value());
-        assert_eq!(h.tr_matmul(shared.t()).value(), h.tr_matmul(plain.t()).value());
-        assert_eq!(g.matmul_t(true, shared, false).value(), g.matmul_t(true, plain, false).value());
+        assert_eq!(
+            h.tr_matmul(shared.t()).value(),
+            h.tr_matmul(plain.t()).value()
+        );
+        assert_eq!(
+            g.matmul_t(true, shared, false).value(),
+            g.matmul_t(true, plain, false).value()
+        );
         // Gradients through the shared constant, first and second order, agree too.
         let f = |data| -> Var<'_, f64> { Var::tr_matmul(data, g).tanh().matmul_tr(h).sum() };
         let (fs, fp) = (f(shared), f(plain));

@@ -91,9 +91,7 @@ impl<'t, T: Scalar> Var<'t, T> {
             rows: r,
             cols: c,
         };
-        Var::record_with(op, &[self], |v| {
-            block(v[0], r0, c0, rows, cols)
-        })
+        Var::record_with(op, &[self], |v| block(v[0], r0, c0, rows, cols))
     }
 
     /// Entries `start..start + len` of a column vector.

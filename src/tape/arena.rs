@@ -141,7 +141,10 @@ impl<T: Scalar> Tape<T> {
             transpose.shape(),
             value.shape()
         );
-        debug_assert!(value.transpose() == *transpose, "the transpose differs from valueᵀ");
+        debug_assert!(
+            value.transpose() == *transpose,
+            "the transpose differs from valueᵀ"
+        );
         self.push_shared(value, Some(transpose))
     }
 

@@ -80,14 +80,50 @@ macro_rules! skinny_kernel {
 mod x86 {
     use std::arch::x86_64::*;
 
-    skinny_kernel!(f32_avx512, f32, "avx512f", 16, _mm512_setzero_ps, _mm512_loadu_ps,
-        _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps);
-    skinny_kernel!(f64_avx512, f64, "avx512f", 8, _mm512_setzero_pd, _mm512_loadu_pd,
-        _mm512_storeu_pd, _mm512_set1_pd, _mm512_fmadd_pd);
-    skinny_kernel!(f32_avx2, f32, "avx2,fma", 8, _mm256_setzero_ps, _mm256_loadu_ps,
-        _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps);
-    skinny_kernel!(f64_avx2, f64, "avx2,fma", 4, _mm256_setzero_pd, _mm256_loadu_pd,
-        _mm256_storeu_pd, _mm256_set1_pd, _mm256_fmadd_pd);
+    skinny_kernel!(
+        f32_avx512,
+        f32,
+        "avx512f",
+        16,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_set1_ps,
+        _mm512_fmadd_ps
+    );
+    skinny_kernel!(
+        f64_avx512,
+        f64,
+        "avx512f",
+        8,
+        _mm512_setzero_pd,
+        _mm512_loadu_pd,
+        _mm512_storeu_pd,
+        _mm512_set1_pd,
+        _mm512_fmadd_pd
+    );
+    skinny_kernel!(
+        f32_avx2,
+        f32,
+        "avx2,fma",
+        8,
+        _mm256_setzero_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_set1_ps,
+        _mm256_fmadd_ps
+    );
+    skinny_kernel!(
+        f64_avx2,
+        f64,
+        "avx2,fma",
+        4,
+        _mm256_setzero_pd,
+        _mm256_loadu_pd,
+        _mm256_storeu_pd,
+        _mm256_set1_pd,
+        _mm256_fmadd_pd
+    );
 
     /// Which instruction set the kernels use on this machine (checked once).
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -304,7 +340,16 @@ pub(crate) unsafe fn gemm_small<T: Scalar>(
             }
         };
     }
-    dots!((1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (3, 1), (4, 1), (2, 2));
+    dots!(
+        (1, 1),
+        (1, 2),
+        (1, 3),
+        (1, 4),
+        (2, 1),
+        (3, 1),
+        (4, 1),
+        (2, 2)
+    );
     true
 }
 

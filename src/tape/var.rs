@@ -38,7 +38,11 @@ impl<'t, T: Scalar> Var<'t, T> {
 
     /// The stored transpose of a constant made by [`Tape::constant_shared_with_transpose`].
     pub(crate) fn stored_transpose(&self) -> Option<std::sync::Arc<DMatrix<T>>> {
-        self.tape.node(self.id, self.epoch).value.transpose().cloned()
+        self.tape
+            .node(self.id, self.epoch)
+            .value
+            .transpose()
+            .cloned()
     }
 
     /// A copy of the value.

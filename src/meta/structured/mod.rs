@@ -9,7 +9,7 @@ mod train;
 
 pub use lasso::{Lasso, LassoConfig};
 pub use logistic::{L1Logistic, LogisticConfig};
-pub use train::{meta_loss, PaError, PaStepReport, PaTrainConfig, PaTrainer};
+pub use train::{pa_meta_loss, PaError, PaStepReport, PaTrainConfig, PaTrainer};
 
 use crate::ops::soft_threshold_matrix;
 use crate::optim::ProxGradient;

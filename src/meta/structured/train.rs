@@ -229,7 +229,7 @@ impl<T: Scalar> PaTrainer<T> {
 
 /// The held-out meta-loss, unrecorded: the mean over `problems` of `(1/K) Σ_{j=1..K} F(y_j)`
 /// along `K = iterations` steps of `model`.
-pub fn meta_loss<T: Scalar, P: CompositeProblem<T>>(
+pub fn pa_meta_loss<T: Scalar, P: CompositeProblem<T>>(
     model: &L2oPa<T>,
     problems: &[P],
     iterations: usize,
