@@ -90,36 +90,23 @@ pub fn gemm<T: Scalar>(a: &DMatrix<T>, ta: bool, b: &DMatrix<T>, tb: bool) -> DM
             (1, ld)
         }
     };
-    // SAFETY: as below; `c` is zero-initialized, as gemm_small's outer-product form requires.
-    if unsafe {
-        gemm_small(
-            ar,
-            ac,
-            bc,
-            a.as_ptr(),
-            strides(a, ta),
-            b.as_ptr(),
-            strides(b, tb),
-            c.as_mut_ptr(),
-        )
-    } {
-        return c;
-    }
-    let strides = |m: &DMatrix<T>, t: bool| {
-        let (r, c) = strides(m, t);
-        (r as isize, c as isize)
-    };
-    // SAFETY: the strides address exactly the entries of `a`, `b` and `c`, whose shapes were
-    // checked above, and `c` is a fresh allocation.
+    let (sa, sb) = (strides(a, ta), strides(b, tb));
+    // SAFETY: the strides address exactly the entries of `a` and `b`, whose shapes were checked
+    // above; `c` is a fresh zero-initialized allocation, as gemm_small's outer-product form
+    // requires.
     unsafe {
+        if gemm_small(ar, ac, bc, a.as_ptr(), sa, b.as_ptr(), sb, c.as_mut_ptr()) {
+            return c;
+        }
+        let signed = |(r, c): (usize, usize)| (r as isize, c as isize);
         T::gemm_strided(
             ar,
             ac,
             bc,
             a.as_ptr(),
-            strides(a, ta),
+            signed(sa),
             b.as_ptr(),
-            strides(b, tb),
+            signed(sb),
             c.as_mut_ptr(),
             (1, ar as isize),
         );

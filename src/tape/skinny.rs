@@ -18,7 +18,7 @@ macro_rules! skinny_kernel {
      $set1:path, $fma:path) => {
         #[target_feature(enable = $feature)]
         #[allow(clippy::missing_safety_doc)]
-        unsafe fn $name<const N: usize>(
+        pub(super) unsafe fn $name<const N: usize>(
             m: usize,
             k: usize,
             a: *const $t,
@@ -148,61 +148,12 @@ mod x86 {
             }
         })
     }
-
-    macro_rules! dispatch {
-        ($fn:ident, $avx512:ident, $avx2:ident, $t:ty) => {
-            /// Runs the kernel for `n <= MAX_COLUMNS`; false when the CPU has neither AVX-512 nor
-            /// AVX2 + FMA.
-            ///
-            /// # Safety
-            /// As [`super::gemm_skinny`].
-            #[allow(clippy::too_many_arguments)]
-            pub(super) unsafe fn $fn(
-                m: usize,
-                k: usize,
-                n: usize,
-                a: *const $t,
-                lda: usize,
-                bp: *const $t,
-                c: *mut $t,
-                ldc: usize,
-            ) -> bool {
-                macro_rules! go {
-                    ($kernel:ident) => {
-                        match n {
-                            1 => $kernel::<1>(m, k, a, lda, bp, c, ldc),
-                            2 => $kernel::<2>(m, k, a, lda, bp, c, ldc),
-                            3 => $kernel::<3>(m, k, a, lda, bp, c, ldc),
-                            4 => $kernel::<4>(m, k, a, lda, bp, c, ldc),
-                            5 => $kernel::<5>(m, k, a, lda, bp, c, ldc),
-                            6 => $kernel::<6>(m, k, a, lda, bp, c, ldc),
-                            7 => $kernel::<7>(m, k, a, lda, bp, c, ldc),
-                            8 => $kernel::<8>(m, k, a, lda, bp, c, ldc),
-                            9 => $kernel::<9>(m, k, a, lda, bp, c, ldc),
-                            10 => $kernel::<10>(m, k, a, lda, bp, c, ldc),
-                            11 => $kernel::<11>(m, k, a, lda, bp, c, ldc),
-                            12 => $kernel::<12>(m, k, a, lda, bp, c, ldc),
-                            _ => unreachable!("skinny kernel called with {n} columns"),
-                        }
-                    };
-                }
-                match isa() {
-                    Isa::Avx512 => go!($avx512),
-                    Isa::Avx2 => go!($avx2),
-                    Isa::None => return false,
-                }
-                true
-            }
-        };
-    }
-
-    dispatch!(run_f32, f32_avx512, f32_avx2, f32);
-    dispatch!(run_f64, f64_avx512, f64_avx2, f64);
 }
 
 macro_rules! entry {
-    ($name:ident, $t:ty, $run:ident) => {
-        /// The kernel for `n <= MAX_COLUMNS` on a packed `Bp`; false when this CPU has none.
+    ($name:ident, $t:ty, $avx512:ident, $avx2:ident) => {
+        /// The kernel for `n <= MAX_COLUMNS` on a packed `Bp`; false, writing nothing, when this
+        /// CPU has neither AVX-512 nor AVX2 + FMA.
         ///
         /// # Safety
         /// As [`gemm_skinny`], with `bp` holding `k * n` elements.
@@ -219,7 +170,32 @@ macro_rules! entry {
         ) -> bool {
             #[cfg(target_arch = "x86_64")]
             {
-                x86::$run(m, k, n, a, lda, bp, c, ldc)
+                use x86::{isa, Isa};
+                macro_rules! go {
+                    ($kernel:ident) => {
+                        match n {
+                            1 => x86::$kernel::<1>(m, k, a, lda, bp, c, ldc),
+                            2 => x86::$kernel::<2>(m, k, a, lda, bp, c, ldc),
+                            3 => x86::$kernel::<3>(m, k, a, lda, bp, c, ldc),
+                            4 => x86::$kernel::<4>(m, k, a, lda, bp, c, ldc),
+                            5 => x86::$kernel::<5>(m, k, a, lda, bp, c, ldc),
+                            6 => x86::$kernel::<6>(m, k, a, lda, bp, c, ldc),
+                            7 => x86::$kernel::<7>(m, k, a, lda, bp, c, ldc),
+                            8 => x86::$kernel::<8>(m, k, a, lda, bp, c, ldc),
+                            9 => x86::$kernel::<9>(m, k, a, lda, bp, c, ldc),
+                            10 => x86::$kernel::<10>(m, k, a, lda, bp, c, ldc),
+                            11 => x86::$kernel::<11>(m, k, a, lda, bp, c, ldc),
+                            12 => x86::$kernel::<12>(m, k, a, lda, bp, c, ldc),
+                            _ => unreachable!("skinny kernel called with {n} columns"),
+                        }
+                    };
+                }
+                match isa() {
+                    Isa::Avx512 => go!($avx512),
+                    Isa::Avx2 => go!($avx2),
+                    Isa::None => return false,
+                }
+                true
             }
             #[cfg(not(target_arch = "x86_64"))]
             {
@@ -230,8 +206,8 @@ macro_rules! entry {
     };
 }
 
-entry!(kernel_f32, f32, run_f32);
-entry!(kernel_f64, f64, run_f64);
+entry!(kernel_f32, f32, f32_avx512, f32_avx2);
+entry!(kernel_f64, f64, f64_avx512, f64_avx2);
 
 /// `C = A B` for a column-major `A` (m x k, column stride `lda`) and any `B` (k x n, given by
 /// `b_at(kk, j)`), writing the column-major m x n `C` (column stride `m`). Returns false, having
