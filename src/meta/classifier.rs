@@ -36,7 +36,7 @@ impl ClassifierShape {
         images: Var<'t, T>,
         activation: Activation,
     ) -> Var<'t, T> {
-        let (f, c) = (self.features, self.classes);
+        let f = self.features;
         assert!(
             params.shape() == (self.num_params(), 1),
             "classifier: parameters must be {} x 1, found {:?}",
@@ -48,10 +48,8 @@ impl ClassifierShape {
             "classifier: images must have {f} columns, found {:?}",
             images.shape()
         );
-        // Row-major W read column-major is Wᵀ (features x classes): no transpose needed.
-        let w_t = params.slice(0, 0, f * c, 1).reshape(f, c);
-        let bias = params.slice(f * c, 0, c, 1).reshape(1, c);
-        activation.apply(images.matmul(w_t).add_broadcast(bias))
+        // The flat layout is flat_linear's: W row-major, then b.
+        activation.apply(images.flat_linear(params))
     }
 
     /// Mean softmax cross-entropy of the classifier on a batch (`one_hot`: one row per sample).

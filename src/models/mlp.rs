@@ -276,6 +276,42 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `W x + b` for one input given as a column (`in x 1`): [`Linear::forward`] on a one-row
+    /// batch, transposed, without reshaping the input or the bias; panics if `x` is not
+    /// `in x 1`.
+    ///
+    /// ```
+    /// use convergent_l2o::models::Linear;
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::dmatrix;
+    /// use rand::{rngs::StdRng, SeedableRng};
+    ///
+    /// let layer = Linear::new("fc", 3, 2).unwrap();
+    /// let mut params = layer.init_params::<f64>(&mut StdRng::seed_from_u64(0));
+    /// *params.get_mut("fc.weight") = dmatrix![1.0, 0.0, 2.0; 0.0, 1.0, 0.0];
+    /// *params.get_mut("fc.bias") = dmatrix![0.5; -0.5];
+    /// let tape = Tape::new();
+    /// let x = tape.constant(dmatrix![1.0; 2.0; 3.0]);
+    /// assert_eq!(layer.forward_column(&params.bind(&tape), x).value(), dmatrix![7.5; 1.5]);
+    /// ```
+    pub fn forward_column<'t, T: Scalar>(
+        &self,
+        p: &(impl ParamSource<'t, T> + ?Sized),
+        x: Var<'t, T>,
+    ) -> Var<'t, T> {
+        assert!(
+            x.shape() == (self.in_features, 1),
+            "linear layer '{}': input column is {} x {}, expected {} x 1",
+            self.weight,
+            x.nrows(),
+            x.ncols(),
+            self.in_features
+        );
+        p.param(&self.weight).matmul(x) + p.param(&self.bias)
+    }
+}
+
 /// The architecture of an [`Mlp`]: layer sizes, activations and layer names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MlpConfig {
@@ -442,9 +478,18 @@ impl<T: Scalar> Mlp<T> {
 
     /// Outputs (`B x out`) of a batch of inputs (`B x in`, one row per sample).
     pub fn forward<'t>(&self, p: &(impl ParamSource<'t, T> + ?Sized), x: Var<'t, T>) -> Var<'t, T> {
+        self.through_layers(x, |layer, h| layer.forward(p, h))
+    }
+
+    /// Applies every layer (by `layer`) and its activation, input first.
+    fn through_layers<'t>(
+        &self,
+        x: Var<'t, T>,
+        layer: impl Fn(&Linear, Var<'t, T>) -> Var<'t, T>,
+    ) -> Var<'t, T> {
         let last = self.layers.len() - 1;
-        self.layers.iter().enumerate().fold(x, |h, (i, layer)| {
-            let a = layer.forward(p, h);
+        self.layers.iter().enumerate().fold(x, |h, (i, l)| {
+            let a = layer(l, h);
             if i == last {
                 self.config.output_activation.apply(a)
             } else {
@@ -454,7 +499,8 @@ impl<T: Scalar> Mlp<T> {
     }
 
     /// Output (`out x 1`) of one input given as a column (`in x 1`), the layout of the
-    /// optimizee's flat parameters; two reshapes, no transpose.
+    /// optimizee's flat parameters: every layer computes `W h + b` on columns, so nothing is
+    /// reshaped or transposed (the same numbers as [`Mlp::forward`] on a one-row batch).
     pub fn forward_column<'t>(
         &self,
         p: &(impl ParamSource<'t, T> + ?Sized),
@@ -467,7 +513,9 @@ impl<T: Scalar> Mlp<T> {
             x.nrows(),
             x.ncols()
         );
-        self.forward(p, x.reshape(1, n_in)).reshape(n_out, 1)
+        let y = self.through_layers(x, |layer, h| layer.forward_column(p, h));
+        debug_assert_eq!(y.shape(), (n_out, 1));
+        y
     }
 }
 

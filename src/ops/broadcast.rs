@@ -51,13 +51,16 @@ impl<'t, T: Scalar> Var<'t, T> {
             return self;
         }
         Var::record_with(BroadcastOp { from }, &[self], |v| {
-            let a = v[0];
-            DMatrix::from_fn(rows, cols, |i, j| {
-                a[(
-                    if from.0 == 1 { 0 } else { i },
-                    if from.1 == 1 { 0 } else { j },
-                )]
-            })
+            let a = v[0].as_slice();
+            let mut out = Vec::with_capacity(rows * cols);
+            for j in 0..cols {
+                match from {
+                    (1, 1) => out.resize(out.len() + rows, a[0]),
+                    (1, _) => out.resize(out.len() + rows, a[j]),
+                    _ => out.extend_from_slice(a),
+                }
+            }
+            DMatrix::from_vec(rows, cols, out)
         })
     }
 

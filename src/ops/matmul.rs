@@ -11,7 +11,9 @@
 //! nalgebra's `tr_mul`, which is 4-5x slower at these sizes (research/rust_autodiff_survey.md
 //! 4.2); nalgebra's own small-matrix fallback mis-reads strided views, so it is bypassed.
 
-use crate::tape::{gemm_skinny, gemm_small, Op, Scalar, Var, MAX_COLUMNS};
+use crate::tape::{
+    gemm_dot, gemm_skinny, gemm_small, Op, Scalar, Var, DOT_MAX_COLUMNS, MAX_COLUMNS,
+};
 use nalgebra::DMatrix;
 
 struct MatMulOp {
@@ -54,64 +56,121 @@ impl<T: Scalar> Op<T> for MatMulOp {
 /// assert_eq!(gemm(&a, true, &a, false), a.transpose() * &a);
 /// ```
 pub fn gemm<T: Scalar>(a: &DMatrix<T>, ta: bool, b: &DMatrix<T>, tb: bool) -> DMatrix<T> {
-    let (ar, ac) = if ta {
-        (a.ncols(), a.nrows())
-    } else {
-        a.shape()
-    };
-    let (br, bc) = if tb {
-        (b.ncols(), b.nrows())
-    } else {
-        b.shape()
-    };
+    let (a, b) = (DenseRef::from(a), DenseRef::from(b));
+    let (rows, cols) = (a.op_shape(ta).0, b.op_shape(tb).1);
+    let mut c = DMatrix::zeros(rows, cols);
+    gemm_into(a, ta, b, tb, c.as_mut_slice());
+    c
+}
+
+/// A borrowed column-major matrix: `data[i + j * rows]` is entry (i, j). A flat parameter
+/// vector read as a matrix without copying it, or a `DMatrix`.
+#[derive(Clone, Copy)]
+pub(crate) struct DenseRef<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a, T> DenseRef<'a, T> {
+    /// The first `rows * cols` entries of `data` as a rows x cols matrix.
+    ///
+    /// Panics if `data` is shorter.
+    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
+        DenseRef {
+            data: &data[..rows * cols],
+            rows,
+            cols,
+        }
+    }
+
+    /// The shape of `op(self)`.
+    fn op_shape(&self, transposed: bool) -> (usize, usize) {
+        if transposed {
+            (self.cols, self.rows)
+        } else {
+            (self.rows, self.cols)
+        }
+    }
+
+    /// (row stride, column stride) of `op(self)`: a transpose swaps them.
+    fn strides(&self, transposed: bool) -> (usize, usize) {
+        if transposed {
+            (self.rows, 1)
+        } else {
+            (1, self.rows)
+        }
+    }
+}
+
+impl<'a, T: Scalar> From<&'a DMatrix<T>> for DenseRef<'a, T> {
+    fn from(m: &'a DMatrix<T>) -> Self {
+        DenseRef {
+            data: m.as_slice(),
+            rows: m.nrows(),
+            cols: m.ncols(),
+        }
+    }
+}
+
+/// Writes `op(a) op(b)` into `c` (column-major, zeros on entry), choosing the kernel by shape.
+///
+/// Panics with both shapes if the inner dimensions differ, or if `c` has the wrong length.
+pub(crate) fn gemm_into<T: Scalar>(
+    a: DenseRef<'_, T>,
+    ta: bool,
+    b: DenseRef<'_, T>,
+    tb: bool,
+    c: &mut [T],
+) {
+    let (ar, ac) = a.op_shape(ta);
+    let (br, bc) = b.op_shape(tb);
     assert!(
         ac == br,
         "matmul: inner dimensions differ, left is {ar} x {ac}{}, right is {br} x {bc}{}",
         if ta { " (transposed)" } else { "" },
         if tb { " (transposed)" } else { "" }
     );
-    let mut c = DMatrix::zeros(ar, bc);
+    assert_eq!(c.len(), ar * bc, "gemm_into: output of the wrong size");
     if ar == 0 || ac == 0 || bc == 0 {
-        return c;
+        return;
+    }
+    let c = c.as_mut_ptr();
+    if ta && !tb && bc <= DOT_MAX_COLUMNS && ac >= 16 {
+        // SAFETY: `a` (ac x ar) and `b` (ac x bc) are contiguous column-major matrices and `c`
+        // holds ar x bc entries that alias neither.
+        if unsafe { gemm_dot(ar, ac, bc, a.data.as_ptr(), ac, b.data.as_ptr(), ac, c) } {
+            return;
+        }
     }
     if !ta && bc <= 2 * MAX_COLUMNS && ar >= 16 {
-        let b_at = |kk: usize, j: usize| if tb { b[(j, kk)] } else { b[(kk, j)] };
-        // SAFETY: `a` is a contiguous ar x ac column-major matrix and `c` a fresh ar x bc one.
-        if unsafe { gemm_skinny(ar, ac, bc, a.as_ptr(), ar, b_at, c.as_mut_ptr()) } {
-            return c;
+        let (skb, sjb) = b.strides(tb);
+        let b_at = |kk: usize, j: usize| b.data[kk * skb + j * sjb];
+        // SAFETY: `a` is a contiguous ar x ac column-major matrix and `c` holds ar x bc entries.
+        if unsafe { gemm_skinny(ar, ac, bc, a.data.as_ptr(), ar, b_at, c) } {
+            return;
         }
     }
-    // Column-major storage: entry (i, j) at i + j * nrows; a transpose swaps the strides.
-    let strides = |m: &DMatrix<T>, t: bool| {
-        let ld = m.nrows();
-        if t {
-            (ld, 1)
-        } else {
-            (1, ld)
-        }
-    };
-    let (sa, sb) = (strides(a, ta), strides(b, tb));
+    let (sa, sb) = (a.strides(ta), b.strides(tb));
     // SAFETY: the strides address exactly the entries of `a` and `b`, whose shapes were checked
-    // above; `c` is a fresh zero-initialized allocation, as gemm_small's outer-product form
-    // requires.
+    // above; `c` holds ar x bc zeros, as gemm_small's outer-product form requires.
     unsafe {
-        if gemm_small(ar, ac, bc, a.as_ptr(), sa, b.as_ptr(), sb, c.as_mut_ptr()) {
-            return c;
+        if gemm_small(ar, ac, bc, a.data.as_ptr(), sa, b.data.as_ptr(), sb, c) {
+            return;
         }
         let signed = |(r, c): (usize, usize)| (r as isize, c as isize);
         T::gemm_strided(
             ar,
             ac,
             bc,
-            a.as_ptr(),
+            a.data.as_ptr(),
             signed(sa),
-            b.as_ptr(),
+            b.data.as_ptr(),
             signed(sb),
-            c.as_mut_ptr(),
+            c,
             (1, ar as isize),
         );
     }
-    c
 }
 
 impl<'t, T: Scalar> Var<'t, T> {
@@ -121,14 +180,18 @@ impl<'t, T: Scalar> Var<'t, T> {
             ta: transpose_self,
             tb: transpose_other,
         };
-        // A transposed operand with a stored transpose is read through it: general gemm would
-        // otherwise repack its strided rows on every product.
-        let self_t = transpose_self.then(|| self.stored_transpose()).flatten();
+        // A left operand with a stored transpose times a skinny right one is read so that the
+        // dot kernel streams its contiguous columns (`X B` as `(Xᵀ)ᵀ B`); otherwise a transposed
+        // operand with a stored transpose is read through it, since general gemm would repack
+        // its strided rows on every product.
+        let skinny = !transpose_other && other.ncols() <= DOT_MAX_COLUMNS;
+        let self_t = self.stored_transpose();
         let other_t = transpose_other.then(|| other.stored_transpose()).flatten();
         Var::record_with(op, &[self, other], |v| {
-            let (a, ta) = match &self_t {
-                Some(t) => (&**t, false),
-                None => (v[0], transpose_self),
+            let (a, ta) = match (&self_t, transpose_self) {
+                (Some(t), false) if skinny => (&**t, true),
+                (Some(t), true) if !skinny => (&**t, false),
+                _ => (v[0], transpose_self),
             };
             let (b, tb) = match &other_t {
                 Some(t) => (&**t, false),

@@ -15,6 +15,7 @@ mod cross_entropy;
 mod diag;
 mod div;
 mod exp;
+mod flat_linear;
 mod inverse;
 mod log;
 mod log_softmax;
@@ -47,7 +48,12 @@ pub use soft_threshold::soft_threshold_matrix;
 impl<'t, T: Scalar> Var<'t, T> {
     /// Records `op` with the elementwise image of this variable under `f`.
     pub(crate) fn map_op(self, op: impl Op<T>, f: impl Fn(T) -> T) -> Self {
-        let value = self.value_ref().map(f);
+        let value = {
+            let a = self.value_ref();
+            // Over the contiguous storage: nalgebra's `map` goes through its generic iterators.
+            let data = a.as_slice().iter().map(|&x| f(x)).collect();
+            DMatrix::from_vec(a.nrows(), a.ncols(), data)
+        };
         self.tape.record(op, &[self], value)
     }
 
@@ -63,7 +69,13 @@ impl<'t, T: Scalar> Var<'t, T> {
         let value = {
             let (a, b) = (self.value_ref(), other.value_ref());
             crate::tape::assert_same_shape(name, &a, &b);
-            a.zip_map(&b, f)
+            let data = a
+                .as_slice()
+                .iter()
+                .zip(b.as_slice())
+                .map(|(&x, &y)| f(x, y))
+                .collect();
+            DMatrix::from_vec(a.nrows(), a.ncols(), data)
         };
         self.tape.record(op, &[self, other], value)
     }

@@ -43,7 +43,7 @@ impl<'t, T: Scalar> Var<'t, T> {
             return self;
         }
         Var::record_with(ReshapeOp { rows: r, cols: c }, &[self], |v| {
-            DMatrix::from_column_slice(rows, cols, v[0].as_slice())
+            DMatrix::from_vec(rows, cols, v[0].as_slice().to_vec())
         })
     }
 

@@ -7,6 +7,7 @@
 
 mod arena;
 mod backward;
+mod dots;
 pub mod gradcheck;
 mod op;
 mod scalar;
@@ -14,6 +15,7 @@ mod skinny;
 mod var;
 
 pub use arena::{Mark, Tape};
+pub(crate) use dots::{gemm_dot, DOT_MAX_COLUMNS};
 pub use op::Op;
 pub use scalar::Scalar;
 pub(crate) use skinny::{gemm_skinny, gemm_small, MAX_COLUMNS};

@@ -55,6 +55,24 @@ pub trait Scalar:
         c: *mut Self,
         ldc: usize,
     ) -> bool;
+    /// The SIMD kernel of `tape::dots` for `c (m x n, column stride ldc) = aᵀ b` with `a` k x m
+    /// and `b` k x n column-major; false, writing nothing, when this CPU has none.
+    ///
+    /// # Safety
+    /// Every element addressed must be valid and `c` must not alias `a` or `b`.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dot_kernel(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        lda: usize,
+        b: *const Self,
+        ldb: usize,
+        c: *mut Self,
+        ldc: usize,
+    ) -> bool;
     /// Converts a count or index to this type.
     fn from_count(n: usize) -> Self {
         Self::cast(n as f64)
@@ -62,9 +80,22 @@ pub trait Scalar:
 }
 
 macro_rules! impl_scalar {
-    ($ty:ident, $gemm:path, $skinny:path) => {
+    ($ty:ident, $gemm:path, $skinny:path, $dot:path) => {
         impl Scalar for $ty {
             const NAME: &'static str = stringify!($ty);
+            unsafe fn dot_kernel(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const Self,
+                lda: usize,
+                b: *const Self,
+                ldb: usize,
+                c: *mut Self,
+                ldc: usize,
+            ) -> bool {
+                $dot(m, k, n, a, lda, b, ldb, c, ldc)
+            }
             unsafe fn skinny_kernel(
                 m: usize,
                 k: usize,
@@ -100,5 +131,15 @@ macro_rules! impl_scalar {
     };
 }
 
-impl_scalar!(f32, matrixmultiply::sgemm, super::skinny::kernel_f32);
-impl_scalar!(f64, matrixmultiply::dgemm, super::skinny::kernel_f64);
+impl_scalar!(
+    f32,
+    matrixmultiply::sgemm,
+    super::skinny::kernel_f32,
+    super::dots::kernel_f32
+);
+impl_scalar!(
+    f64,
+    matrixmultiply::dgemm,
+    super::skinny::kernel_f64,
+    super::dots::kernel_f64
+);

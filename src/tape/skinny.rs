@@ -14,8 +14,8 @@ pub(crate) const MAX_COLUMNS: usize = 12;
 /// column stride `ldc`. Rows go in blocks of two vectors (2N accumulators), then one vector,
 /// then scalars; every entry sums over `kk` in increasing order.
 macro_rules! skinny_kernel {
-    ($name:ident, $t:ty, $feature:literal, $lanes:expr, $zero:path, $load:path, $store:path,
-     $set1:path, $fma:path) => {
+    ($name:ident, $t:ty, $feature:literal, $lanes:expr, $registers:expr, $zero:path, $load:path,
+     $store:path, $set1:path, $fma:path) => {
         #[target_feature(enable = $feature)]
         #[allow(clippy::missing_safety_doc)]
         pub(super) unsafe fn $name<const N: usize>(
@@ -28,8 +28,11 @@ macro_rules! skinny_kernel {
             ldc: usize,
         ) {
             const L: usize = $lanes;
+            // Two vectors of rows need 2N accumulators, two loads and a broadcast in registers;
+            // beyond the register file they would spill, so wide blocks go one vector at a time.
+            let two_vectors = 2 * N + 3 <= $registers;
             let mut i = 0;
-            while i + 2 * L <= m {
+            while two_vectors && i + 2 * L <= m {
                 let mut acc0 = [$zero(); N];
                 let mut acc1 = [$zero(); N];
                 for kk in 0..k {
@@ -77,6 +80,9 @@ macro_rules! skinny_kernel {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(super) use x86::{isa, Isa};
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
@@ -85,6 +91,7 @@ mod x86 {
         f32,
         "avx512f",
         16,
+        32,
         _mm512_setzero_ps,
         _mm512_loadu_ps,
         _mm512_storeu_ps,
@@ -96,6 +103,7 @@ mod x86 {
         f64,
         "avx512f",
         8,
+        32,
         _mm512_setzero_pd,
         _mm512_loadu_pd,
         _mm512_storeu_pd,
@@ -107,6 +115,7 @@ mod x86 {
         f32,
         "avx2,fma",
         8,
+        16,
         _mm256_setzero_ps,
         _mm256_loadu_ps,
         _mm256_storeu_ps,
@@ -118,6 +127,7 @@ mod x86 {
         f64,
         "avx2,fma",
         4,
+        16,
         _mm256_setzero_pd,
         _mm256_loadu_pd,
         _mm256_storeu_pd,
@@ -127,13 +137,13 @@ mod x86 {
 
     /// Which instruction set the kernels use on this machine (checked once).
     #[derive(Clone, Copy, PartialEq, Eq)]
-    pub(super) enum Isa {
+    pub(crate) enum Isa {
         Avx512,
         Avx2,
         None,
     }
 
-    pub(super) fn isa() -> Isa {
+    pub(crate) fn isa() -> Isa {
         use std::sync::OnceLock;
         static ISA: OnceLock<Isa> = OnceLock::new();
         *ISA.get_or_init(|| {
@@ -261,23 +271,27 @@ pub(crate) unsafe fn gemm_small<T: Scalar>(
     (skb, sjb): (usize, usize),
     c: *mut T,
 ) -> bool {
-    let at = |i: usize, kk: usize| *a.add(i * sia + kk * ska);
     let bt = |kk: usize, j: usize| *b.add(kk * skb + j * sjb);
     if k <= 4 && m >= n {
         // Outer-product-like, tall: each column of C sums k scaled columns of A.
+        if sia != 1 {
+            // Strided columns (a transposed A, like the MLP's `Wᵀ g`): one pass over the rows
+            // of A, which are then contiguous, instead of k strided passes.
+            match k {
+                1 => tall_rows::<T, 1>(m, n, a, (sia, ska), b, (skb, sjb), c),
+                2 => tall_rows::<T, 2>(m, n, a, (sia, ska), b, (skb, sjb), c),
+                3 => tall_rows::<T, 3>(m, n, a, (sia, ska), b, (skb, sjb), c),
+                _ => tall_rows::<T, 4>(m, n, a, (sia, ska), b, (skb, sjb), c),
+            }
+            return true;
+        }
         for j in 0..n {
             let cj = std::slice::from_raw_parts_mut(c.add(j * m), m);
             for kk in 0..k {
                 let s = bt(kk, j);
-                if sia == 1 {
-                    let ak = std::slice::from_raw_parts(a.add(kk * ska), m);
-                    for (ci, &ai) in cj.iter_mut().zip(ak) {
-                        *ci += ai * s;
-                    }
-                } else {
-                    for (i, ci) in cj.iter_mut().enumerate() {
-                        *ci += at(i, kk) * s;
-                    }
+                let ak = std::slice::from_raw_parts(a.add(kk * ska), m);
+                for (ci, &ai) in cj.iter_mut().zip(ak) {
+                    *ci += ai * s;
                 }
             }
         }
@@ -366,6 +380,35 @@ unsafe fn dot_outputs<T: Scalar, const M: usize, const N: usize>(
                 sum += *a.add(i * sia + kk * ska) * *b.add(kk * skb + j * sjb);
             }
             *c.add(j * M + i) = sum;
+        }
+    }
+}
+
+/// The tall outer-product form a row of A at a time: `C(i, j) = Σ_kk A(i, kk) B(kk, j)`, summed
+/// in increasing `kk` as the column form does.
+///
+/// # Safety
+/// As [`gemm_small`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn tall_rows<T: Scalar, const K: usize>(
+    m: usize,
+    n: usize,
+    a: *const T,
+    (sia, ska): (usize, usize),
+    b: *const T,
+    (skb, sjb): (usize, usize),
+    c: *mut T,
+) {
+    for j in 0..n {
+        let bj: [T; K] = std::array::from_fn(|kk| *b.add(kk * skb + j * sjb));
+        let cj = std::slice::from_raw_parts_mut(c.add(j * m), m);
+        for (i, ci) in cj.iter_mut().enumerate() {
+            let row = a.add(i * sia);
+            let mut sum = *ci;
+            for (kk, &bk) in bj.iter().enumerate() {
+                sum += *row.add(kk * ska) * bk;
+            }
+            *ci = sum;
         }
     }
 }

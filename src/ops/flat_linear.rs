@@ -1,0 +1,243 @@
+//! A dense layer whose weights and bias are one flat parameter column, on a batch of rows,
+//! and its adjoint in the parameters:
+//!
+//! - `A(p; X) = X Wᵀ + 1 bᵀ` for `X` (B x f) and `p = [W row-major; b]` ((c f + c) x 1), the
+//!   layout of PyTorch's `nn.Linear` weight (c x f) followed by its bias: the first `c f`
+//!   entries of `p`, read column-major, are `Wᵀ` (f x c), so the weights are never copied
+//!   out of `p`;
+//! - `Aᵀ(G; X) = [vec(Xᵀ G); Gᵀ 1]` ((c f + c) x 1) for `G` (B x c): the gradient in `p` of
+//!   `<G, A(p; X)>`, assembled in one buffer.
+//!
+//! The paper's optimizee is `A` followed by an activation and a cross-entropy; written as
+//! slice, reshape, product, broadcast and add, its value and gradient cost seven full-length
+//! copies of `p` a step, and as many again when the meta-gradient differentiates through them.
+//!
+//! Derivatives (`G` the cotangent of `A(p; X)`, `q` that of `Aᵀ(G; X)`, `W(q)ᵀ` the first
+//! `c f` entries of `q` as an f x c matrix):
+//! - `Z = A(p; X)`:   `dp = Aᵀ(G; X)`, `dX = G W(p)`;
+//! - `P = Aᵀ(G; X)`:  `dG = A(q; X)`,  `dX = G W(q)`.
+//!
+//! Each VJP is again `A`, `Aᵀ` or a product, so both are differentiable to any order.
+
+use super::matmul::{gemm_into, DenseRef};
+use crate::tape::{Op, Scalar, Var};
+use nalgebra::DMatrix;
+
+struct FlatLinearOp;
+
+impl<T: Scalar> Op<T> for FlatLinearOp {
+    fn name(&self) -> &'static str {
+        "flat_linear"
+    }
+    fn vjp<'t>(&self, x: &[Var<'t, T>], _: Var<'t, T>, g: Var<'t, T>) -> Vec<Option<Var<'t, T>>> {
+        let (data, params) = (x[0], x[1]);
+        let dx = data
+            .requires_grad()
+            .then(|| g.matmul_tr(weights_t(params, data.ncols(), g.ncols())));
+        let dp = params.requires_grad().then(|| data.flat_linear_adjoint(g));
+        vec![dx, dp]
+    }
+}
+
+struct FlatLinearAdjointOp;
+
+impl<T: Scalar> Op<T> for FlatLinearAdjointOp {
+    fn name(&self) -> &'static str {
+        "flat_linear_adjoint"
+    }
+    fn vjp<'t>(&self, x: &[Var<'t, T>], _: Var<'t, T>, q: Var<'t, T>) -> Vec<Option<Var<'t, T>>> {
+        let (data, cotangent) = (x[0], x[1]);
+        let dx = data
+            .requires_grad()
+            .then(|| cotangent.matmul_tr(weights_t(q, data.ncols(), cotangent.ncols())));
+        let dg = cotangent.requires_grad().then(|| data.flat_linear(q));
+        vec![dx, dg]
+    }
+}
+
+/// `W(p)ᵀ` (f x c) on the tape: the first `c f` entries of `p`, column-major.
+fn weights_t<T: Scalar>(p: Var<'_, T>, features: usize, classes: usize) -> Var<'_, T> {
+    p.slice(0, 0, features * classes, 1)
+        .reshape(features, classes)
+}
+
+impl<'t, T: Scalar> Var<'t, T> {
+    /// `self Wᵀ + 1 bᵀ` for a batch of rows `self` (B x f) and the flat parameters `params`
+    /// (`(c f + c) x 1`: the c x f weights row-major, then the c biases). Reads a stored
+    /// transpose of `self` (a minibatch) if there is one.
+    ///
+    /// Panics unless `params` is a column whose length is a multiple of `f + 1`.
+    ///
+    /// ```
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::dmatrix;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.constant(dmatrix![1.0, 2.0; 3.0, 4.0; 5.0, 6.0]);
+    /// // W = [1 0; 0 1; 1 1] (3 classes x 2 features), b = [0.5, 0, -1]
+    /// let p = tape.param(dmatrix![1.0; 0.0; 0.0; 1.0; 1.0; 1.0; 0.5; 0.0; -1.0]);
+    /// let z = x.flat_linear(p);
+    /// assert_eq!(z.value(), dmatrix![1.5, 2.0, 2.0; 3.5, 4.0, 6.0; 5.5, 6.0, 10.0]);
+    /// ```
+    pub fn flat_linear(self, params: Self) -> Self {
+        let (batch, features) = self.shape();
+        let classes = classes_of(params, features);
+        let stored_t = self.stored_transpose();
+        Var::record_with(FlatLinearOp, &[self, params], |v| {
+            let p = v[1].as_slice();
+            let w_t = DenseRef::new(p, features, classes);
+            let mut z = DMatrix::zeros(batch, classes);
+            match &stored_t {
+                Some(x_t) => gemm_into(DenseRef::from(&**x_t), true, w_t, false, z.as_mut_slice()),
+                None => gemm_into(DenseRef::from(v[0]), false, w_t, false, z.as_mut_slice()),
+            }
+            for (column, &b) in z
+                .as_mut_slice()
+                .chunks_exact_mut(batch.max(1))
+                .zip(&p[features * classes..])
+            {
+                column.iter_mut().for_each(|zi| *zi += b);
+            }
+            z
+        })
+    }
+
+    /// `[vec(selfᵀ g); gᵀ 1]` for a batch of rows `self` (B x f) and `g` (B x c): the gradient
+    /// of `<g, self.flat_linear(p)>` in `p`, in the layout of `p`.
+    ///
+    /// Panics if the batch sizes differ.
+    ///
+    /// ```
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::dmatrix;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.constant(dmatrix![1.0, 2.0; 3.0, 4.0]);
+    /// let p = tape.param(dmatrix![0.1; 0.2; 0.3; 0.4; 0.5; 0.6]);
+    /// let g = tape.constant(dmatrix![1.0, -1.0; 2.0, 0.5]);
+    /// let by_tape = tape.grad(&[x.flat_linear(p).mul_elem(g).sum()], &[p], false)[0];
+    /// assert_eq!(x.flat_linear_adjoint(g).value(), by_tape.value());
+    /// ```
+    pub fn flat_linear_adjoint(self, g: Self) -> Self {
+        let (batch, features) = self.shape();
+        let (g_batch, classes) = g.shape();
+        assert!(
+            batch == g_batch,
+            "flat_linear_adjoint: {batch} rows of data but {g_batch} rows of cotangent"
+        );
+        let stored_t = self.stored_transpose();
+        Var::record_with(FlatLinearAdjointOp, &[self, g], |v| {
+            let mut out = DMatrix::zeros(features * classes + classes, 1);
+            let (weights, biases) = out.as_mut_slice().split_at_mut(features * classes);
+            let g = DenseRef::from(v[1]);
+            match &stored_t {
+                Some(x_t) => gemm_into(DenseRef::from(&**x_t), false, g, false, weights),
+                None => gemm_into(DenseRef::from(v[0]), true, g, false, weights),
+            }
+            for (b, column) in biases.iter_mut().zip(v[1].column_iter()) {
+                *b = column.iter().fold(T::zero(), |s, &gi| s + gi);
+            }
+            out
+        })
+    }
+}
+
+/// The number of classes `c` of flat parameters `(c f + c) x 1` for `f` features.
+fn classes_of<T: Scalar>(params: Var<'_, T>, features: usize) -> usize {
+    let (n, cols) = params.shape();
+    assert!(
+        cols == 1 && n % (features + 1) == 0 && n > 0,
+        "flat_linear: parameters must be a (c * {features} + c) x 1 column for {features} \
+         features, found {n} x {cols}"
+    );
+    n / (features + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::testing::*;
+    use crate::tape::{Tape, Var};
+    use nalgebra::DMatrix;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    /// `A(p; X)` composed of slice, reshape, product and broadcast, as the classifier was.
+    fn composed<'t>(x: Var<'t, f64>, p: Var<'t, f64>, classes: usize) -> Var<'t, f64> {
+        let f = x.ncols();
+        let w_t = p.slice(0, 0, f * classes, 1).reshape(f, classes);
+        let b = p.slice(f * classes, 0, classes, 1).reshape(1, classes);
+        x.matmul(w_t).add_broadcast(b)
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+        #[test]
+        fn flat_linear_gradients(batch in 1usize..6, f in 1usize..6, c in 1usize..4,
+                                 seed in 0u64..1_000_000) {
+            let func = tape_fn(|x| x[0].flat_linear(x[1]).tanh());
+            check(&func, &[rand(seed, batch, f), rand(seed + 1, c * f + c, 1)], seed)?;
+        }
+
+        #[test]
+        fn flat_linear_adjoint_gradients(batch in 1usize..6, f in 1usize..6, c in 1usize..4,
+                                         seed in 0u64..1_000_000) {
+            let func = tape_fn(|x| x[0].flat_linear_adjoint(x[1]).tanh());
+            check(&func, &[rand(seed, batch, f), rand(seed + 1, batch, c)], seed)?;
+        }
+
+        #[test]
+        fn flat_linear_is_the_composed_layer(batch in 1usize..40, f in 1usize..40,
+                                              c in 1usize..12, seed in 0u64..1_000_000) {
+            let tape = Tape::<f64>::new();
+            let x = rand(seed, batch, f);
+            let shared = tape.constant_shared_with_transpose(
+                Arc::new(x.clone()), Arc::new(x.transpose()));
+            let plain = tape.constant(x);
+            let p = tape.param(rand(seed + 1, c * f + c, 1));
+            let expected = composed(plain, p, c).value();
+            for data in [shared, plain] {
+                prop_assert!((data.flat_linear(p).value() - &expected).amax() < 1e-12);
+                let g = tape.constant(rand(seed + 2, batch, c));
+                let by_tape = tape.grad(&[composed(data, p, c).mul_elem(g).sum()], &[p], false);
+                prop_assert!((data.flat_linear_adjoint(g).value() - by_tape[0].value()).amax()
+                    < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_of_the_gradient_through_both_maps() {
+        // f(p) = sum tanh(A(p)) has grad Aᵀ(1 - tanh²); its Hessian-vector product goes
+        // through A, Aᵀ and their VJPs, checked against the composed layer's.
+        let tape = Tape::<f64>::new();
+        let x = tape.constant(rand(7, 9, 5));
+        let p = tape.param(rand(8, 3 * 5 + 3, 1));
+        let v = tape.constant(rand(9, 3 * 5 + 3, 1));
+        fn hvp<'t>(
+            tape: &'t Tape<f64>,
+            p: Var<'t, f64>,
+            v: Var<'t, f64>,
+            layer: impl Fn(Var<'t, f64>) -> Var<'t, f64>,
+        ) -> DMatrix<f64> {
+            let g = tape.grad(&[layer(p).tanh().sum()], &[p], true)[0];
+            tape.grad(&[g.mul_elem(v).sum()], &[p], false)[0].value()
+        }
+        let fused = hvp(&tape, p, v, |p| x.flat_linear(p));
+        let reference = hvp(&tape, p, v, |p| composed(x, p, 3));
+        assert!((fused - reference).amax() < 1e-12);
+    }
+
+    #[test]
+    #[should_panic(expected = "flat_linear: parameters must be a (c * 4 + c) x 1 column")]
+    fn misshapen_parameters_are_named() {
+        let tape = Tape::<f64>::new();
+        let x = tape.constant(DMatrix::zeros(2, 4));
+        let _ = x.flat_linear(tape.param(DMatrix::zeros(7, 1)));
+    }
+
+    #[test]
+    #[should_panic(expected = "flat_linear_adjoint: 2 rows of data but 3 rows of cotangent")]
+    fn mismatched_batches_are_named() {
+        let tape = Tape::<f64>::new();
+        let x = tape.constant(DMatrix::zeros(2, 4));
+        let _ = x.flat_linear_adjoint(tape.constant(DMatrix::zeros(3, 2)));
+    }
+}
