@@ -1,6 +1,7 @@
-//! Elementwise (Hadamard) product `c = a ∘ b`.
+//! Elementwise (Hadamard) product `c = a ∘ b`, and the inner product `<a, b> = sum(a ∘ b)`.
 //!
-//! Derivative: `dc = da ∘ b + a ∘ db`; VJP `(g ∘ b, g ∘ a)`.
+//! Derivatives: `dc = da ∘ b + a ∘ db`, VJP `(g ∘ b, g ∘ a)`; `d<a, b> = <da, b> + <a, db>`,
+//! VJP `(g b, g a)` for the 1 x 1 cotangent `g` (without forming `a ∘ b`).
 
 use crate::tape::{Op, Scalar, Var};
 
@@ -14,6 +15,20 @@ impl<T: Scalar> Op<T> for MulOp {
         vec![
             x[0].requires_grad().then(|| g.mul_elem(x[1])),
             x[1].requires_grad().then(|| g.mul_elem(x[0])),
+        ]
+    }
+}
+
+struct DotOp;
+
+impl<T: Scalar> Op<T> for DotOp {
+    fn name(&self) -> &'static str {
+        "dot"
+    }
+    fn vjp<'t>(&self, x: &[Var<'t, T>], _: Var<'t, T>, g: Var<'t, T>) -> Vec<Option<Var<'t, T>>> {
+        vec![
+            x[0].requires_grad().then(|| x[1].mul_scalar(g)),
+            x[1].requires_grad().then(|| x[0].mul_scalar(g)),
         ]
     }
 }
@@ -39,8 +54,28 @@ impl<'t, T: Scalar> Var<'t, T> {
     }
 
     /// Inner product `sum(a ∘ b)` as a 1 x 1 variable.
+    ///
+    /// Panics if the shapes differ.
+    ///
+    /// ```
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::dmatrix;
+    /// let tape = Tape::<f64>::new();
+    /// let a = tape.constant(dmatrix![1.0, 2.0]);
+    /// let b = tape.constant(dmatrix![3.0, 4.0]);
+    /// assert_eq!(a.dot(b).scalar(), 11.0);
+    /// ```
     pub fn dot(self, other: Self) -> Self {
-        self.mul_elem(other).sum()
+        super::same_tape("dot", self, other);
+        Var::record_with(DotOp, &[self, other], |v| {
+            crate::tape::assert_same_shape("dot", v[0], v[1]);
+            let sum = v[0]
+                .as_slice()
+                .iter()
+                .zip(v[1].as_slice())
+                .fold(T::zero(), |s, (&a, &b)| s + a * b);
+            nalgebra::DMatrix::from_element(1, 1, sum)
+        })
     }
 }
 
@@ -54,6 +89,12 @@ mod tests {
         #[test]
         fn mul_gradients(r in 1usize..5, c in 1usize..5, seed in 0u64..1_000_000) {
             let f = tape_fn(|x| x[0].mul_elem(x[1]).mul_elem(x[0]));
+            check(&f, &[rand(seed, r, c), rand(seed + 1, r, c)], seed)?;
+        }
+
+        #[test]
+        fn dot_gradients(r in 1usize..5, c in 1usize..5, seed in 0u64..1_000_000) {
+            let f = tape_fn(|x| x[0].dot(x[1]).mul_scalar(x[0].dot(x[0])));
             check(&f, &[rand(seed, r, c), rand(seed + 1, r, c)], seed)?;
         }
     }

@@ -32,7 +32,9 @@ impl<'t, T: Scalar> Var<'t, T> {
                 v[0].nrows(),
                 v[0].ncols()
             );
-            v[0] * v[1][(0, 0)]
+            let s = v[1][(0, 0)];
+            let data = v[0].as_slice().iter().map(|&a| a * s).collect();
+            nalgebra::DMatrix::from_vec(v[0].nrows(), v[0].ncols(), data)
         })
     }
 }

@@ -19,35 +19,51 @@ impl<T: Scalar> Op<T> for SoftmaxOp {
     }
 }
 
-/// Row-wise `z_ij - max_k z_ik` and `ln sum_k exp(...)`: the shared stable kernel of softmax,
-/// log-softmax and cross-entropy.
-pub(crate) fn shifted_logsumexp<T: Scalar>(z: &DMatrix<T>) -> (DMatrix<T>, Vec<T>) {
+/// Row-wise `z_ij - max_k z_ik` and `sum_k exp(...)`, with `exp` of the shifted entries kept
+/// when `keep_exp` (softmax needs them; log-softmax only the sums): the shared stable kernel of
+/// softmax, log-softmax and cross-entropy.
+fn shifted_exp_sums<T: Scalar>(z: &DMatrix<T>, keep_exp: bool) -> (DMatrix<T>, Vec<T>) {
     // Column-major storage: sweep whole columns (contiguous) and keep one running value per
     // row, rather than walking strided rows; every row still sums its columns in order.
     let rows = z.nrows();
     let mut max = vec![T::min_value().unwrap(); rows];
-    for column in z.column_iter() {
-        for (m, &v) in max.iter_mut().zip(column.iter()) {
+    for column in z.as_slice().chunks_exact(rows.max(1)) {
+        for (m, &v) in max.iter_mut().zip(column) {
             *m = m.max(v);
         }
     }
-    let mut shifted = z.clone();
+    let mut out = z.clone();
     let mut sum = vec![T::zero(); rows];
-    for mut column in shifted.column_iter_mut() {
+    for column in out.as_mut_slice().chunks_exact_mut(rows.max(1)) {
         for ((v, &m), s) in column.iter_mut().zip(&max).zip(sum.iter_mut()) {
-            *v -= m;
-            *s += v.exp();
+            let e = (*v - m).exp();
+            *s += e;
+            *v = if keep_exp { e } else { *v - m };
         }
     }
-    (shifted, sum.into_iter().map(|s| s.ln()).collect())
+    (out, sum)
 }
 
 /// Row-wise log-softmax of `z`, stable.
 pub(crate) fn log_softmax_value<T: Scalar>(z: &DMatrix<T>) -> DMatrix<T> {
-    let (mut out, lse) = shifted_logsumexp(z);
-    for mut column in out.column_iter_mut() {
+    let (mut out, sum) = shifted_exp_sums(z, false);
+    let lse: Vec<T> = sum.into_iter().map(|s| s.ln()).collect();
+    let rows = z.nrows().max(1);
+    for column in out.as_mut_slice().chunks_exact_mut(rows) {
         for (v, &l) in column.iter_mut().zip(&lse) {
             *v -= l;
+        }
+    }
+    out
+}
+
+/// Row-wise softmax of `z`, stable: one exponential per entry.
+fn softmax_value<T: Scalar>(z: &DMatrix<T>) -> DMatrix<T> {
+    let (mut out, sum) = shifted_exp_sums(z, true);
+    let rows = z.nrows().max(1);
+    for column in out.as_mut_slice().chunks_exact_mut(rows) {
+        for (v, &s) in column.iter_mut().zip(&sum) {
+            *v /= s;
         }
     }
     out
@@ -64,9 +80,7 @@ impl<'t, T: Scalar> Var<'t, T> {
     /// assert_eq!(z.softmax().value(), dmatrix![0.5, 0.5; 0.5, 0.5]);
     /// ```
     pub fn softmax(self) -> Self {
-        Var::record_with(SoftmaxOp, &[self], |v| {
-            log_softmax_value(v[0]).map(|a| a.exp())
-        })
+        Var::record_with(SoftmaxOp, &[self], |v| softmax_value(v[0]))
     }
 }
 
