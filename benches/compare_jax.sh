@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs examples/meta_step_bench.rs and ../shared/bench/jax_ref.py (the paper's meta-step) on the
 # same data, alternating, in one run, and prints both medians and the ratio Rust/JAX for f32
-# second order, f32 first order and f64 second order, with Rust's peak memory.
+# second order, f32 first order and f64 second order, with Rust's peak memory and its growth
+# between the first and the last timed meta-step (STEPS = 200 checks that memory stays flat).
 # Usage: benches/compare_jax.sh [DATA_DIR] [ROUNDS] [STEPS]   (installs jax with pip if missing)
 # Each round runs every setting once with STEPS timed meta-steps; the medians are over all
 # timed meta-steps of all rounds.
@@ -30,7 +31,7 @@ done
 
 python3 - "$log" <<'PY'
 import re, statistics, sys
-step_times, peaks = {}, {}
+step_times, peaks, growth = {}, {}, {}
 key = None
 for line in open(sys.argv[1]):
     if line.startswith("meta-step"):
@@ -46,7 +47,10 @@ for line in open(sys.argv[1]):
         p = re.search(r"peak_rss_mb=([0-9.]+)", line)
         if p:
             peaks[setting] = max(peaks.get(setting, 0.0), float(p.group(1)))
-print("setting                 rust_s    jax_s     rust/jax  rust_peak_rss_mb")
+        g = re.search(r"rss_growth_mb=(-?[0-9.]+)", line)
+        if g:
+            growth[setting] = max(growth.get(setting, 0.0), float(g.group(1)))
+print("setting                 rust_s    jax_s     rust/jax  rust_peak_rss_mb  rust_rss_growth_mb")
 for setting, label in (((("f32", False)), "f32 second order"),
                        ((("f32", True)), "f32 first order"),
                        ((("f64", False)), "f64 second order")):
@@ -54,5 +58,6 @@ for setting, label in (((("f32", False)), "f32 second order"),
     j = step_times.get(("jax_ref", setting))
     if r and j:
         rm, jm = statistics.median(r), statistics.median(j)
-        print(f"{label:22s} {rm:8.4f}  {jm:8.4f}  {rm / jm:8.2f}  {peaks.get(setting, 0):8.0f}")
+        print(f"{label:22s} {rm:8.4f}  {jm:8.4f}  {rm / jm:8.2f}  {peaks.get(setting, 0):8.0f}"
+              f"          {growth.get(setting, 0):8.0f}")
 PY

@@ -5,8 +5,10 @@
 //!
 //! Prints a line per meta-step (wall time, CPU time of all threads, meta-loss, resident
 //! memory) and, last,
-//! `meta_step_bench meta_step_seconds=<median> peak_rss_mb=<n>`. Meta-step 0 is a warm-up
-//! and, like jax_ref.py's compile step, not counted in the median.
+//! `meta_step_bench meta_step_seconds=<median> peak_rss_mb=<n> rss_growth_mb=<n>` (resident
+//! memory after the last timed meta-step minus after the first: `--steps 200` checks that
+//! memory stays flat). Meta-step 0 is a warm-up and, like jax_ref.py's compile step, not
+//! counted in the median.
 //!
 //! Usage: cargo run --release --example meta_step_bench -- [DATA_DIR] [--steps 5] [--T 50]
 //!        [--n-init 10] [--act tanh] [--f64] [--first-order]
@@ -108,6 +110,8 @@ fn run<T: Scalar>(args: &Args, data: &Mnist, activation: Activation) -> Result<(
     )?;
     let mut trainer = MetaTrainer::<T>::new(config)?;
     let mut times = Vec::with_capacity(args.steps);
+    let mut first_rss = None;
+    let mut last_rss = 0.0;
     for k in 0..=args.steps {
         let (start, cpu_start) = (Instant::now(), cpu_seconds());
         let report = trainer.step(&mut opt, &tasks)?;
@@ -121,13 +125,16 @@ fn run<T: Scalar>(args: &Args, data: &Mnist, activation: Activation) -> Result<(
         );
         if k > 0 {
             times.push(seconds);
+            first_rss.get_or_insert(rss);
+            last_rss = rss;
         }
     }
     times.sort_by(f64::total_cmp);
     let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
     let (_, peak) = rss_mb();
+    let growth = last_rss - first_rss.unwrap_or(last_rss);
     println!(
-        "meta_step_bench meta_step_seconds={median:.4} peak_rss_mb={peak:.0} T={} n_init={} act={} dtype={} first_order={}",
+        "meta_step_bench meta_step_seconds={median:.4} peak_rss_mb={peak:.0} rss_growth_mb={growth:.0} T={} n_init={} act={} dtype={} first_order={}",
         args.horizon,
         args.n_init,
         args.act,

@@ -10,8 +10,9 @@
 
 use super::classifier::ClassifierShape;
 use super::data::Subset;
-use super::{Learned, Task};
+use super::{all_finite, Learned, Task};
 use crate::models::Activation;
+use crate::ops::{gemm_into, DenseRef};
 use crate::optim::{HyperError, Rule, Stepper};
 use crate::tape::{Scalar, Tape};
 use nalgebra::DMatrix;
@@ -24,7 +25,9 @@ use std::fmt::Write as _;
 pub struct ClassifierMetrics<T: Scalar> {
     shape: ClassifierShape,
     activation: Activation,
-    images: DMatrix<T>,
+    /// The images transposed (features x samples): the product with the weights then reads
+    /// contiguous columns (the dot kernel).
+    images_t: DMatrix<T>,
     labels: Vec<usize>,
 }
 
@@ -35,7 +38,7 @@ impl<T: Scalar> ClassifierMetrics<T> {
         ClassifierMetrics {
             shape: ClassifierShape::MNIST,
             activation,
-            images: batch.images,
+            images_t: batch.images.transpose(),
             labels: batch.labels,
         }
     }
@@ -61,8 +64,15 @@ impl<T: Scalar> ClassifierMetrics<T> {
         );
         // Row-major W read column-major is Wᵀ, as in `ClassifierShape::outputs`; the product is
         // taken off the tape so the test images are not copied onto one at every call.
-        let w_t = DMatrix::from_column_slice(f, c, &params.as_slice()[..f * c]);
-        let mut logits = &self.images * w_t;
+        let w_t = DenseRef::new(params.as_slice(), f, c);
+        let mut logits = DMatrix::zeros(self.len(), c);
+        gemm_into(
+            DenseRef::from(&self.images_t),
+            true,
+            w_t,
+            false,
+            logits.as_mut_slice(),
+        );
         for (j, mut col) in logits.column_iter_mut().enumerate() {
             col.add_scalar_mut(params[f * c + j]);
         }
@@ -210,12 +220,17 @@ impl fmt::Display for EvalError {
 
 impl std::error::Error for EvalError {}
 
-fn all_finite<T: Scalar>(m: &DMatrix<T>) -> bool {
-    m.iter().all(|v| v.is_finite())
-}
-
 fn norm<T: Scalar>(m: &DMatrix<T>) -> f64 {
-    m.iter().map(|v| v.as_f64().powi(2)).sum::<f64>().sqrt()
+    // Eight running sums, added in order at the end: one sum would wait on every addition.
+    let mut lanes = [0.0f64; 8];
+    let chunks = m.as_slice().chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|v| v.as_f64().powi(2)).sum();
+    for chunk in chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane += v.as_f64().powi(2);
+        }
+    }
+    (lanes.iter().sum::<f64>() + tail).sqrt()
 }
 
 /// Runs `candidate` on `task` from `x0` for `cfg.steps` steps, unrecorded, measuring the

@@ -30,3 +30,9 @@ pub use structured::{
 pub use tasks::{Classifier, InitialPoint, Logistic, Quadratic, Task};
 pub use train::{MetaError, MetaStepReport, MetaTrainConfig, MetaTrainer, TaskSampler};
 pub use unroll::{unroll, MetaLoss, Unroll, Unrolled};
+
+/// Whether every entry is finite; without an early exit the check runs vectorized (finite
+/// values are the common case).
+pub(crate) fn all_finite<T: crate::tape::Scalar>(m: &nalgebra::DMatrix<T>) -> bool {
+    m.as_slice().iter().fold(true, |ok, v| ok & v.is_finite())
+}

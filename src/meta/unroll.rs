@@ -93,9 +93,7 @@ pub fn unroll<'t, T: Scalar, L: Learned<T> + ?Sized>(
         }
         let fv = f.scalar();
         losses.push(fv.as_f64());
-        if non_finite_at.is_none()
-            && (!fv.is_finite() || g.value_ref().iter().any(|v| !v.is_finite()))
-        {
+        if non_finite_at.is_none() && (!fv.is_finite() || !super::all_finite(&g.value_ref())) {
             non_finite_at = Some(t);
         }
         let gamma = cfg.meta_loss.gamma(t, cfg.horizon);

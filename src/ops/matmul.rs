@@ -273,15 +273,18 @@ mod tests {
         a * b
     }
 
-    /// Shapes that reach each path of `gemm`: the SIMD skinny kernel (tall `A`, at most 24
-    /// columns, with a vector and a scalar row tail), the small-shape forms (inner dimension
-    /// at most 4, tall or wide; at most 4 outputs with a long inner dimension) and general gemm.
+    /// Shapes that reach each path of `gemm`: the SIMD dot and column kernels (tall `A` or a
+    /// long inner dimension, at most 24 columns, with vector and scalar tails), the
+    /// small-shape forms (inner dimension at most 4, tall or wide; one row with up to 8 terms;
+    /// 8 rows of one term; a few outputs with a long inner dimension) and general gemm.
     fn shape() -> impl Strategy<Value = (usize, usize, usize)> {
         prop_oneof![
             (16usize..90, 1usize..300, 1usize..30),
             (1usize..6, 1usize..5, 1usize..200),
+            (1usize..2, 5usize..9, 1usize..200),
+            (8usize..9, 1usize..2, 9usize..200),
             (1usize..200, 1usize..5, 1usize..6),
-            (1usize..3, 5usize..400, 1usize..3),
+            (1usize..9, 5usize..400, 1usize..9),
             (1usize..40, 1usize..40, 1usize..40),
         ]
     }

@@ -43,6 +43,7 @@ mod tanh;
 mod transpose;
 
 pub use matmul::gemm;
+pub(crate) use matmul::{gemm_into, DenseRef};
 pub use soft_threshold::soft_threshold_matrix;
 
 impl<'t, T: Scalar> Var<'t, T> {

@@ -265,8 +265,8 @@ pub(crate) unsafe fn gemm_skinny<T: Scalar>(
 }
 
 /// `C = A B` when the result or the inner dimension is tiny (matrix-vector and outer products
-/// of the learned optimizer's MLP, like `1 x 15701` times `15701 x 3`), where general gemm
-/// spends its time packing. `A(i, kk) = a[i * sia + kk * ska]`, `B(kk, j) = b[kk * skb + j *
+/// of the learned optimizers' MLP and LSTM, like `3 x 15701` times `15701 x 1` or `1 x 15701`
+/// times `15701 x 8`), where general gemm spends its time packing. `A(i, kk) = a[i * sia + kk * ska]`, `B(kk, j) = b[kk * skb + j *
 /// sjb]`; `C` is column-major m x n and must hold zeros. Returns false, writing nothing, for
 /// other shapes.
 ///
@@ -310,25 +310,43 @@ pub(crate) unsafe fn gemm_small<T: Scalar>(
         }
         return true;
     }
-    if k <= 4 {
+    if k <= 4 || (m == 1 && k <= 8) {
         // Outer-product-like, wide: every entry is an independent sum of k terms. Constant
         // M and K with unit-stride columns of B (or rows of a column-major B) let the
-        // compiler vectorize over the columns of C.
+        // compiler vectorize over the columns of C. A single row takes up to 8 terms (an LSTM
+        // of hidden size 2 has 8 gates), and up to 8 rows a single term (its weight gradient).
         macro_rules! wide {
-            ($f:ident, $($mm:literal),*) => {
+            ($f:ident) => {
                 match (m, k) {
-                    $(($mm, 1) => $f::<T, $mm, 1>(n, a, (sia, ska), b, (skb, sjb), c),
-                      ($mm, 2) => $f::<T, $mm, 2>(n, a, (sia, ska), b, (skb, sjb), c),
-                      ($mm, 3) => $f::<T, $mm, 3>(n, a, (sia, ska), b, (skb, sjb), c),
-                      ($mm, 4) => $f::<T, $mm, 4>(n, a, (sia, ska), b, (skb, sjb), c),)*
+                    (1, 1) => $f::<T, 1, 1>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (1, 2) => $f::<T, 1, 2>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (1, 3) => $f::<T, 1, 3>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (1, 4) => $f::<T, 1, 4>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (1, 5) => $f::<T, 1, 5>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (1, 6) => $f::<T, 1, 6>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (1, 7) => $f::<T, 1, 7>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (1, 8) => $f::<T, 1, 8>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (2, 1) => $f::<T, 2, 1>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (2, 2) => $f::<T, 2, 2>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (2, 3) => $f::<T, 2, 3>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (2, 4) => $f::<T, 2, 4>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (3, 1) => $f::<T, 3, 1>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (3, 2) => $f::<T, 3, 2>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (3, 3) => $f::<T, 3, 3>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (3, 4) => $f::<T, 3, 4>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (4, 1) => $f::<T, 4, 1>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (4, 2) => $f::<T, 4, 2>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (4, 3) => $f::<T, 4, 3>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (4, 4) => $f::<T, 4, 4>(n, a, (sia, ska), b, (skb, sjb), c),
+                    (8, 1) => $f::<T, 8, 1>(n, a, (sia, ska), b, (skb, sjb), c),
                     _ => wide_outputs_any(m, k, n, a, (sia, ska), b, (skb, sjb), c),
                 }
             };
         }
         if sjb == 1 {
-            wide!(wide_outputs_rows, 1, 2, 3, 4);
+            wide!(wide_outputs_rows);
         } else if skb == 1 && sjb == k {
-            wide!(wide_outputs_columns, 1, 2, 3, 4);
+            wide!(wide_outputs_columns);
         } else {
             wide_outputs_any(m, k, n, a, (sia, ska), b, (skb, sjb), c);
         }
@@ -348,9 +366,11 @@ pub(crate) unsafe fn gemm_small<T: Scalar>(
         (1, 2),
         (1, 3),
         (1, 4),
+        (1, 8),
         (2, 1),
         (3, 1),
         (4, 1),
+        (8, 1),
         (2, 2)
     );
     true
