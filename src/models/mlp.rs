@@ -274,9 +274,7 @@ impl Linear {
         x.matmul_t(false, p.param(&self.weight), true)
             .add_broadcast(bias)
     }
-}
 
-impl Linear {
     /// `W x + b` for one input given as a column (`in x 1`): [`Linear::forward`] on a one-row
     /// batch, transposed, without reshaping the input or the bias; panics if `x` is not
     /// `in x 1`.

@@ -64,7 +64,9 @@ fn weights_t<T: Scalar>(p: Var<'_, T>, features: usize, classes: usize) -> Var<'
 impl<'t, T: Scalar> Var<'t, T> {
     /// `self Wᵀ + 1 bᵀ` for a batch of rows `self` (B x f) and the flat parameters `params`
     /// (`(c f + c) x 1`: the c x f weights row-major, then the c biases). Reads a stored
-    /// transpose of `self` (a minibatch) if there is one.
+    /// transpose of `self` (a minibatch) if there is one, as does
+    /// [`Var::flat_linear_adjoint`]: the second of the two products of a step then finds the
+    /// minibatch in cache.
     ///
     /// Panics unless `params` is a column whose length is a multiple of `f + 1`.
     ///

@@ -69,11 +69,7 @@ impl<'t, T: Scalar> Var<'t, T> {
         super::same_tape("dot", self, other);
         Var::record_with(DotOp, &[self, other], |v| {
             crate::tape::assert_same_shape("dot", v[0], v[1]);
-            let sum = v[0]
-                .as_slice()
-                .iter()
-                .zip(v[1].as_slice())
-                .fold(T::zero(), |s, (&a, &b)| s + a * b);
+            let sum = super::sum_of_products(v[0].as_slice(), v[1].as_slice());
             nalgebra::DMatrix::from_element(1, 1, sum)
         })
     }

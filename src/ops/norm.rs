@@ -46,7 +46,8 @@ impl<'t, T: Scalar> Var<'t, T> {
     /// ```
     pub fn norm(self) -> Self {
         Var::record_with(NormOp, &[self], |v| {
-            nalgebra::DMatrix::from_element(1, 1, v[0].norm())
+            let a = v[0].as_slice();
+            nalgebra::DMatrix::from_element(1, 1, super::sum_of_products(a, a).sqrt())
         })
     }
 

@@ -5,6 +5,8 @@
 //! [`Tape::grad`] with `create_graph = true` records the backward pass itself and its result
 //! can be differentiated again (the "dual tape"). Without it, the same VJPs run unrecorded.
 
+#[macro_use]
+mod isa;
 mod arena;
 mod backward;
 mod dots;

@@ -87,9 +87,6 @@ macro_rules! skinny_kernel {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) use x86::{isa, Isa};
-
-#[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
 
@@ -147,30 +144,6 @@ mod x86 {
         _mm256_set1_pd,
         _mm256_fmadd_pd
     );
-
-    /// Which instruction set the kernels use on this machine (checked once).
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    pub(crate) enum Isa {
-        Avx512,
-        Avx2,
-        None,
-    }
-
-    pub(crate) fn isa() -> Isa {
-        use std::sync::OnceLock;
-        static ISA: OnceLock<Isa> = OnceLock::new();
-        *ISA.get_or_init(|| {
-            if std::env::var_os("CONVERGENT_L2O_NO_SIMD").is_some() {
-                Isa::None
-            } else if is_x86_feature_detected!("avx512f") {
-                Isa::Avx512
-            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                Isa::Avx2
-            } else {
-                Isa::None
-            }
-        })
-    }
 }
 
 macro_rules! entry {
@@ -181,6 +154,7 @@ macro_rules! entry {
         /// # Safety
         /// As [`gemm_skinny`], with `bp` holding `k * n` elements.
         #[allow(clippy::too_many_arguments)]
+        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
         pub(crate) unsafe fn $name(
             m: usize,
             k: usize,
@@ -191,40 +165,26 @@ macro_rules! entry {
             c: *mut $t,
             ldc: usize,
         ) -> bool {
-            #[cfg(target_arch = "x86_64")]
-            {
-                use x86::{isa, Isa};
-                macro_rules! go {
-                    ($kernel:ident) => {
-                        match n {
-                            1 => x86::$kernel::<1>(m, k, a, lda, bp, c, ldc),
-                            2 => x86::$kernel::<2>(m, k, a, lda, bp, c, ldc),
-                            3 => x86::$kernel::<3>(m, k, a, lda, bp, c, ldc),
-                            4 => x86::$kernel::<4>(m, k, a, lda, bp, c, ldc),
-                            5 => x86::$kernel::<5>(m, k, a, lda, bp, c, ldc),
-                            6 => x86::$kernel::<6>(m, k, a, lda, bp, c, ldc),
-                            7 => x86::$kernel::<7>(m, k, a, lda, bp, c, ldc),
-                            8 => x86::$kernel::<8>(m, k, a, lda, bp, c, ldc),
-                            9 => x86::$kernel::<9>(m, k, a, lda, bp, c, ldc),
-                            10 => x86::$kernel::<10>(m, k, a, lda, bp, c, ldc),
-                            11 => x86::$kernel::<11>(m, k, a, lda, bp, c, ldc),
-                            12 => x86::$kernel::<12>(m, k, a, lda, bp, c, ldc),
-                            _ => unreachable!("skinny kernel called with {n} columns"),
-                        }
-                    };
-                }
-                match isa() {
-                    Isa::Avx512 => go!($avx512),
-                    Isa::Avx2 => go!($avx2),
-                    Isa::None => return false,
-                }
-                true
+            macro_rules! go {
+                ($kernel:ident) => {
+                    match n {
+                        1 => x86::$kernel::<1>(m, k, a, lda, bp, c, ldc),
+                        2 => x86::$kernel::<2>(m, k, a, lda, bp, c, ldc),
+                        3 => x86::$kernel::<3>(m, k, a, lda, bp, c, ldc),
+                        4 => x86::$kernel::<4>(m, k, a, lda, bp, c, ldc),
+                        5 => x86::$kernel::<5>(m, k, a, lda, bp, c, ldc),
+                        6 => x86::$kernel::<6>(m, k, a, lda, bp, c, ldc),
+                        7 => x86::$kernel::<7>(m, k, a, lda, bp, c, ldc),
+                        8 => x86::$kernel::<8>(m, k, a, lda, bp, c, ldc),
+                        9 => x86::$kernel::<9>(m, k, a, lda, bp, c, ldc),
+                        10 => x86::$kernel::<10>(m, k, a, lda, bp, c, ldc),
+                        11 => x86::$kernel::<11>(m, k, a, lda, bp, c, ldc),
+                        12 => x86::$kernel::<12>(m, k, a, lda, bp, c, ldc),
+                        _ => unreachable!("skinny kernel called with {n} columns"),
+                    }
+                };
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            {
-                let _ = (m, k, n, a, lda, bp, c, ldc);
-                false
-            }
+            by_isa!(go!($avx512), go!($avx2))
         }
     };
 }
@@ -266,9 +226,9 @@ pub(crate) unsafe fn gemm_skinny<T: Scalar>(
 
 /// `C = A B` when the result or the inner dimension is tiny (matrix-vector and outer products
 /// of the learned optimizers' MLP and LSTM, like `3 x 15701` times `15701 x 1` or `1 x 15701`
-/// times `15701 x 8`), where general gemm spends its time packing. `A(i, kk) = a[i * sia + kk * ska]`, `B(kk, j) = b[kk * skb + j *
-/// sjb]`; `C` is column-major m x n and must hold zeros. Returns false, writing nothing, for
-/// other shapes.
+/// times `15701 x 8`), where general gemm spends its time packing.
+/// `A(i, kk) = a[i * sia + kk * ska]`, `B(kk, j) = b[kk * skb + j * sjb]`; `C` is
+/// column-major m x n and must hold zeros. Returns false, writing nothing, for other shapes.
 ///
 /// # Safety
 /// Every element addressed by the dimensions and strides must be valid, and `c` (m * n
