@@ -15,12 +15,11 @@
 //! `benches/compare_jax.sh` runs it next to jax_ref.py and prints the ratios.
 
 use clap::Parser;
-use convergent_l2o::meta::data::{Mnist, Split};
-use convergent_l2o::meta::{
-    InitialPoint, MetaTrainConfig, MetaTrainer, SequentialClassifierTasks, Unroll,
-};
+use convergent_l2o::meta::{FullBptt, MetaTrainConfig, MetaTrainer, WeightedLoss};
 use convergent_l2o::models::Activation;
 use convergent_l2o::optim::{ConvergentL2O, StepSize};
+use convergent_l2o::problems::data::{Mnist, Split};
+use convergent_l2o::problems::{InitialPoint, SequentialClassifiers};
 use convergent_l2o::tape::Scalar;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -35,14 +34,14 @@ struct Args {
     #[arg(default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mnist-10k"))]
     data: PathBuf,
     /// Timed meta-steps (after one warm-up).
-    #[arg(long, default_value_t = 5)]
-    steps: usize,
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    steps: u64,
     /// Inner steps per trajectory.
-    #[arg(long = "T", default_value_t = 50)]
-    horizon: usize,
+    #[arg(long = "T", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    horizon: u64,
     /// Trajectories per meta-step.
-    #[arg(long = "n-init", default_value_t = 10)]
-    n_init: usize,
+    #[arg(long = "n-init", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    n_init: u64,
     /// The classifier's activation: tanh, sigmoid or relu.
     #[arg(long, default_value = "tanh")]
     act: String,
@@ -86,35 +85,31 @@ fn cpu_seconds() -> f64 {
 }
 
 fn run<T: Scalar>(args: &Args, data: &Mnist, activation: Activation) -> Result<(), Box<dyn Error>> {
-    let unroll = Unroll {
-        horizon: args.horizon,
-        first_order: args.first_order,
-        ..Unroll::PAPER
+    let estimator = FullBptt {
+        trajectories: args.n_init as usize,
+        horizon: args.horizon as usize,
+        second_order: !args.first_order,
     };
-    let config = MetaTrainConfig {
-        initial_points: args.n_init,
-        unroll,
-        ..MetaTrainConfig::paper(args.seed)
-    };
-    let tasks = SequentialClassifierTasks::new(
+    let family = SequentialClassifiers::new(
         data.split(Split::MetaTrain),
         activation,
         128,
-        args.n_init,
-        args.horizon,
+        args.n_init as usize,
+        args.horizon as usize,
         InitialPoint::META_TRAIN,
-    );
+    )?;
     let mut opt = ConvergentL2O::<T>::paper(
         StepSize::OriginalCode,
         &mut StdRng::seed_from_u64(args.seed),
     )?;
-    let mut trainer = MetaTrainer::<T>::new(config)?;
-    let mut times = Vec::with_capacity(args.steps);
+    let config = MetaTrainConfig::paper(args.seed);
+    let mut trainer = MetaTrainer::<T>::new(config, estimator, WeightedLoss::PAPER)?;
+    let mut times = Vec::with_capacity(args.steps as usize);
     let mut first_rss = None;
     let mut last_rss = 0.0;
     for k in 0..=args.steps {
         let (start, cpu_start) = (Instant::now(), cpu_seconds());
-        let report = trainer.step(&mut opt, &tasks)?;
+        let report = trainer.step(&mut opt, &family)?;
         let seconds = start.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - cpu_start;
         let (rss, _) = rss_mb();
@@ -135,8 +130,8 @@ fn run<T: Scalar>(args: &Args, data: &Mnist, activation: Activation) -> Result<(
     let growth = last_rss - first_rss.unwrap_or(last_rss);
     println!(
         "meta_step_bench meta_step_seconds={median:.4} peak_rss_mb={peak:.0} rss_growth_mb={growth:.0} T={} n_init={} act={} dtype={} first_order={}",
-        args.horizon,
-        args.n_init,
+        args.horizon as usize,
+        args.n_init as usize,
         args.act,
         T::NAME,
         args.first_order

@@ -4,31 +4,74 @@
 //! norms of the updates, like the paper's tables. Also saves both models back to safetensors and
 //! reads them again (round trip).
 //!
-//! Usage: cargo run --release --example pretrained -- [--data DIR] [--runs 10] [--tune]
-//!        [--out DIR]
+//! Usage: cargo run --release --example pretrained -- [--data DIR] [--pretrained DIR]
+//!        [--runs 10] [--tune] [--out DIR]
 //! Without `--tune` the baselines use the learning rates the authors' notebook tuned; with it,
-//! the grid search of `meta::grid_search`.
+//! the grid search of `eval::grid_search`.
 
-use convergent_l2o::meta::data::{Mnist, Split};
-use convergent_l2o::meta::{
-    default_lr_grid, grid_search, mean_std, run_optimizer, Candidate, Classifier,
-    ClassifierMetrics, EvalConfig, InitialPoint, Learned,
+use clap::Parser;
+use convergent_l2o::eval::{
+    default_lr_grid, grid_search, probes, run_from_each, Evaluated, RunConfig,
 };
 use convergent_l2o::models::{read_safetensors, write_safetensors, Activation, Params};
-use convergent_l2o::optim::{ConvergentL2O, Rule, StepSize, UnconstrainedL2O};
+use convergent_l2o::optim::{
+    paper_baselines, Algorithm, ConvergentL2O, Frozen, LearnedOptimizer, StepSize, Tunable,
+    UnconstrainedL2O,
+};
+use convergent_l2o::problems::data::{Mnist, Split};
+use convergent_l2o::problems::{Classifier, ClassifierMetrics, InitialPoint};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
+const DEFAULT_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mnist-10k");
+const DEFAULT_PRETRAINED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/pretrained");
 const STEPS: usize = 301;
+const BATCH: usize = 128;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+#[derive(Parser, Debug)]
+#[command(
+    about = "Evaluate the paper authors' published ConvergentL2O and LSTM optimizers \
+                   against Adam, SGD, NAG and RMSprop on MNIST"
+)]
+struct Args {
+    /// MNIST-style data directory (the four IDX files).
+    #[arg(long, default_value = DEFAULT_DATA)]
+    data: PathBuf,
+    /// Directory of convergent_l2o_tanh.safetensors and lstm_optimizer_tanh.safetensors.
+    #[arg(long, default_value = DEFAULT_PRETRAINED)]
+    pretrained: PathBuf,
+    /// Where the round-tripped safetensors files are written.
+    #[arg(long, default_value = "out/pretrained")]
+    out: PathBuf,
+    /// Runs (initial points) per optimizer and activation; at least 1.
+    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
+    runs: usize,
+    /// Tune the baselines' learning rates by grid search (training loss after the run)
+    /// instead of using the authors' rates.
+    #[arg(long)]
+    tune: bool,
+}
+
+/// A count of runs: the tables are means over runs, so none is refused.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|e| format!("'{s}' is not a number of runs ({e})"))?;
+    if n == 0 {
+        return Err("at least one run is needed (the tables are means over runs)".into());
+    }
+    if n > 10_000 {
+        return Err(format!("{n} runs: at most 10000"));
+    }
+    Ok(n)
+}
+
 /// The learning rates of the authors' notebook (`lrs_Adam`, `lrs_SGD`, `lrs_NAG`, `lrs_RMSprop`).
-fn authors_lr(rule: &Rule, act: Activation) -> f64 {
-    let name = rule.to_string();
-    match (name.as_str(), act) {
+fn authors_lr(name: &str, act: Activation) -> f64 {
+    match (name, act) {
         ("Adam", _) => 5e-3,
         ("RMSprop", _) => 1e-3,
         ("SGD", Activation::Sigmoid) | ("NAG", Activation::Sigmoid) => 0.2,
@@ -37,8 +80,7 @@ fn authors_lr(rule: &Rule, act: Activation) -> f64 {
     }
 }
 
-fn load() -> Res<(ConvergentL2O<f32>, UnconstrainedL2O<f32>)> {
-    let dir = Path::new(SHARED).join("pretrained");
+fn load(dir: &Path) -> Res<(ConvergentL2O<f32>, UnconstrainedL2O<f32>)> {
     let mut rng = StdRng::seed_from_u64(0);
     let mut convergent = ConvergentL2O::<f32>::paper(StepSize::OriginalCode, &mut rng)?;
     let trained = read_safetensors(
@@ -47,6 +89,7 @@ fn load() -> Res<(ConvergentL2O<f32>, UnconstrainedL2O<f32>)> {
     )?;
     convergent.set_params(trained)?;
     let mut lstm = UnconstrainedL2O::<f32>::paper(&mut rng)?;
+    // The LSTM's tensors live under `omega.` in the file.
     let mut template = Params::new();
     template.extend_prefixed("omega", lstm.params());
     let trained = read_safetensors(&dir.join("lstm_optimizer_tanh.safetensors"), &template)?;
@@ -55,7 +98,7 @@ fn load() -> Res<(ConvergentL2O<f32>, UnconstrainedL2O<f32>)> {
 }
 
 fn round_trip(out: &Path, name: &str, params: &Params<f32>) -> Res<()> {
-    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let path = out.join(name);
     write_safetensors(&path, params, None)?;
     let again = read_safetensors(&path, params)?;
@@ -71,94 +114,110 @@ fn round_trip(out: &Path, name: &str, params: &Params<f32>) -> Res<()> {
     Ok(())
 }
 
-fn main() -> Res<()> {
-    let mut data = PathBuf::from(SHARED).join("mnist-10k");
-    let mut out = PathBuf::from("out/pretrained");
-    let (mut runs, mut tune) = (10usize, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut value = || args.next().ok_or(format!("{a} needs a value"));
-        match a.as_str() {
-            "--data" => data = PathBuf::from(value()?),
-            "--out" => out = PathBuf::from(value()?),
-            "--runs" => runs = value()?.parse()?,
-            "--tune" => tune = true,
-            other => return Err(format!("unknown argument {other}").into()),
-        }
+/// `mean ± std` of an accuracy in percent, or the number of runs that diverged before `t`.
+fn accuracy_cell(r: &Evaluated, t: usize) -> String {
+    match r.accuracy(t) {
+        Some((m, s)) if m.is_finite() => format!("{:>9.1} ± {:<4.1}", 100.0 * m, 100.0 * s),
+        Some(_) => format!(
+            "{:>16}",
+            format!("diverged {}/{}", r.diverged(), r.traces.len())
+        ),
+        None => format!("{:>16}", "-"),
     }
-    let (convergent, lstm) = load()?;
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("pretrained: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Res<()> {
+    let args = Args::parse();
+    let (convergent, lstm) = load(&args.pretrained)?;
     println!(
         "loaded ConvergentL2O ({} parameters) and LSTM ({} parameters)",
         convergent.params().num_scalars(),
         lstm.params().num_scalars()
     );
-    round_trip(&out, "convergent_l2o_tanh.safetensors", convergent.params())?;
+    round_trip(
+        &args.out,
+        "convergent_l2o_tanh.safetensors",
+        convergent.params(),
+    )?;
     let mut lstm_file = Params::new();
     lstm_file.extend_prefixed("omega", lstm.params());
-    round_trip(&out, "lstm_optimizer_tanh.safetensors", &lstm_file)?;
+    round_trip(&args.out, "lstm_optimizer_tanh.safetensors", &lstm_file)?;
 
-    let mnist = Mnist::load(&data)?;
+    let mnist = Mnist::load(&args.data)?;
     let eval_train = mnist.split(Split::EvalTrain);
+    let test = mnist.split(Split::Test);
     let mut rng = StdRng::seed_from_u64(5678);
-    let x0s: Vec<_> = (0..runs)
+    let x0s: Vec<_> = (0..args.runs)
         .map(|_| InitialPoint::PAPER_TEST.sample::<f32>(7850, &mut rng))
         .collect();
-    let cfg = EvalConfig {
-        steps: STEPS,
-        accuracy_at: vec![20, STEPS - 1],
-    };
+    let (early, last) = (20, STEPS - 1);
     for act in Activation::PAPER {
-        let task = Classifier::<f32>::new(eval_train, act, 128, 0);
-        let test = ClassifierMetrics::<f32>::new(mnist.split(Split::Test), act);
-        let train = ClassifierMetrics::<f32>::new(eval_train, act);
-        let learned: [&(dyn Learned<f32> + Sync); 2] = [&convergent, &lstm];
-        let mut candidates: Vec<Candidate<'_, f32>> =
-            learned.iter().map(|&l| Candidate::Learned(l)).collect();
-        for rule in Rule::paper_baselines() {
-            let lr = if tune {
+        let task = Classifier::<f32>::new(eval_train, act, BATCH, 0)?;
+        let test_metrics = ClassifierMetrics::<f32>::new(test, act);
+        let train_metrics = ClassifierMetrics::<f32>::new(eval_train, act);
+        let cfg =
+            RunConfig::new(STEPS).with(probes::accuracy(&test_metrics, vec![early, last], false));
+        let learned: [&dyn LearnedOptimizer<f32>; 2] = [&convergent, &lstm];
+        let mut candidates: Vec<(Box<dyn Algorithm<f32> + '_>, Option<f64>)> = learned
+            .iter()
+            .map(|&l| (Box::new(Frozen(l)) as Box<dyn Algorithm<f32>>, None))
+            .collect();
+        for base in paper_baselines::<f32>() {
+            let lr = if args.tune {
                 let tuning: Vec<_> = (0..3)
                     .map(|_| InitialPoint::PAPER_TEST.sample::<f32>(7850, &mut rng))
                     .collect();
-                grid_search(rule, &default_lr_grid(), &task, &tuning, STEPS, &|x| {
-                    train.loss(x)
+                grid_search(&*base, &default_lr_grid(), &task, &tuning, STEPS, &|x| {
+                    train_metrics.loss(x)
                 })?
                 .lr
             } else {
-                authors_lr(&rule, act)
+                authors_lr(&base.name(), act)
             };
-            candidates.push(Candidate::Rule { rule, lr });
+            let tuned: Box<dyn Tunable<f32>> = base.with_lr(lr)?;
+            candidates.push((tuned, Some(lr)));
         }
-        println!("\n{act}: test accuracy (%) and update norms over {runs} runs of {STEPS} steps");
+        println!(
+            "\n{act}: test accuracy (%) and update norms over {} runs of {STEPS} steps",
+            args.runs
+        );
         println!(
             "{:<14} {:>9} {:>16} {:>16} {:>12} {:>12}",
-            "optimizer", "lr", "acc t=20", "acc t=300", "|dx| t=20", "|dx| t=300"
+            "optimizer",
+            "lr",
+            format!("acc t={early}"),
+            format!("acc t={last}"),
+            format!("|dx| t={early}"),
+            format!("|dx| t={last}")
         );
-        for c in &candidates {
-            let traces: Vec<_> = x0s
-                .iter()
-                .map(|x0| run_optimizer(*c, &task, x0, &cfg, Some(&test)).map(|r| r.trace))
-                .collect::<Result<_, _>>()?;
-            let acc = |t: usize| {
-                mean_std(
-                    &traces
-                        .iter()
-                        .filter_map(|tr| tr.accuracy_at(t))
-                        .map(|a| 100.0 * a)
-                        .collect::<Vec<_>>(),
-                )
+        for (c, lr) in &candidates {
+            let traces = run_from_each(&**c, &task, &x0s, &cfg)?
+                .into_iter()
+                .map(|r| r.trace)
+                .collect();
+            let r = Evaluated {
+                optimizer: c.name(),
+                scenario: act.to_string(),
+                lr: *lr,
+                traces,
             };
-            let dx = |t: usize| {
-                mean_std(
-                    &traces
-                        .iter()
-                        .filter_map(|tr| tr.update_norm.get(t).copied())
-                        .collect::<Vec<_>>(),
-                )
-                .0
-            };
-            let ((a20, s20), (a300, s300)) = (acc(20), acc(STEPS - 1));
-            let lr = c.lr().map_or("learned".to_string(), |l| format!("{l}"));
-            println!("{:<14} {lr:>9} {a20:>9.1} ± {s20:<4.1} {a300:>9.1} ± {s300:<4.1} {:>12.3e} {:>12.3e}", c.name(), dx(20), dx(STEPS - 2));
+            let dx = |t: usize| r.at("update_norm", t).map_or(f64::NAN, |(m, _)| m);
+            let lr = lr.map_or("learned".to_string(), |l| format!("{l}"));
+            println!(
+                "{:<14} {lr:>9} {} {} {:>12.3e} {:>12.3e}",
+                r.optimizer,
+                accuracy_cell(&r, early),
+                accuracy_cell(&r, last),
+                dx(early),
+                dx(last)
+            );
         }
     }
     Ok(())

@@ -7,9 +7,9 @@
 //! Usage: cargo run --release --example tape_bench -- [DATA_DIR] [--T 50] [--reps 20]
 //!        [--dtype f32|f64|both]
 
-use convergent_l2o::meta::classifier::ClassifierShape;
-use convergent_l2o::meta::data::{Batch, Mnist, Split};
 use convergent_l2o::models::Activation;
+use convergent_l2o::problems::data::{Batch, Mnist, Split};
+use convergent_l2o::problems::ClassifierShape;
 use convergent_l2o::tape::{Scalar, Tape};
 use nalgebra::DMatrix;
 use std::time::Instant;

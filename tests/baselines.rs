@@ -2,7 +2,12 @@
 //! computed here by independent scalar code), the recorded (tape) form gives the same iterates,
 //! a meta-gradient through the learning rate is exact, and bad hyperparameters are refused.
 
-use convergent_l2o::optim::{Adam, HeavyBall, HyperError, RmsProp, Rule, Sgd, Stepper};
+use convergent_l2o::eval::{self, Probe, RunConfig, Steps};
+use convergent_l2o::optim::{
+    heavy_ball_step, Adam, Algorithm, HeavyBall, HyperError, OptState, Oracle, Rate, Recording,
+    RmsProp, Sgd,
+};
+use convergent_l2o::problems::Problem;
 use convergent_l2o::tape::gradcheck::{check_gradients, tape_fn};
 use convergent_l2o::tape::{Tape, Var};
 use nalgebra::DMatrix;
@@ -17,20 +22,46 @@ fn grad(x: &[f64]) -> Vec<f64> {
     x.iter().zip(A).map(|(x, a)| a * x).collect()
 }
 
-/// Runs `stepper` from X0 for STEPS steps, returning the iterates after each step.
-fn run(rule: Rule) -> Vec<Vec<f64>> {
-    let mut s = Stepper::<f64>::new(rule, LR).unwrap();
-    let mut x = DMatrix::from_column_slice(3, 1, &X0);
-    (0..STEPS)
-        .map(|_| {
-            let g = DMatrix::from_column_slice(3, 1, &grad(x.as_slice()));
-            x = s.step(&x, &g);
-            x.as_slice().to_vec()
+/// The test's f as a problem.
+struct Diagonal;
+
+impl Problem<f64> for Diagonal {
+    fn dim(&self) -> usize {
+        3
+    }
+    fn loss<'t>(&self, x: Var<'t, f64>, _step: usize) -> Var<'t, f64> {
+        let a = x.tape().constant(DMatrix::from_column_slice(3, 1, &A));
+        x.square().mul_elem(a).sum().scale(0.5)
+    }
+}
+
+fn x0() -> DMatrix<f64> {
+    DMatrix::from_column_slice(3, 1, &X0)
+}
+
+/// Runs `alg` (unrecorded) from X0 for STEPS steps, returning the iterates after each step.
+fn run(alg: &dyn Algorithm<f64>) -> Vec<Vec<f64>> {
+    let mut cfg = RunConfig::bare(STEPS);
+    for i in 0..3 {
+        cfg = cfg.with(Probe::new(
+            &format!("x[{i}]"),
+            Steps::At((1..=STEPS).collect()),
+            move |v| v.x[i],
+        ));
+    }
+    let out = eval::run(alg, &Diagonal, &x0(), &cfg).unwrap();
+    assert_eq!(out.trace.non_finite_at, None, "{}", alg.name());
+    (1..=STEPS)
+        .map(|t| {
+            (0..3)
+                .map(|i| out.trace.at(&format!("x[{i}]"), t).unwrap())
+                .collect()
         })
         .collect()
 }
 
 fn assert_iterates(name: &str, got: &[Vec<f64>], expected: &[Vec<f64>]) {
+    assert_eq!(got.len(), expected.len(), "{name}: number of iterates");
     for (t, (g, e)) in got.iter().zip(expected).enumerate() {
         for i in 0..3 {
             assert!(
@@ -61,12 +92,13 @@ fn formula(step: impl Fn(usize, f64, f64, &mut [f64; 4]) -> f64) -> Vec<Vec<f64>
 #[test]
 fn sgd_with_momentum_dampening_and_weight_decay() {
     let (mu, tau, wd) = (0.9, 0.1, 0.01);
-    let rule = Rule::Sgd(Sgd {
+    let sgd = Sgd {
+        lr: LR,
         momentum: mu,
         dampening: tau,
         weight_decay: wd,
         nesterov: false,
-    });
+    };
     let expected = formula(|t, x, g, s| {
         let g = g + wd * x;
         s[0] = if t == 0 {
@@ -76,7 +108,7 @@ fn sgd_with_momentum_dampening_and_weight_decay() {
         };
         x - LR * s[0]
     });
-    assert_iterates("SGD", &run(rule), &expected);
+    assert_iterates("SGD", &run(&sgd), &expected);
 }
 
 #[test]
@@ -86,22 +118,19 @@ fn nag_is_pytorch_nesterov() {
         s[0] = if t == 0 { g } else { mu * s[0] + g };
         x - LR * (g + mu * s[0])
     });
-    assert_iterates(
-        "NAG",
-        &run(Rule::Sgd(Sgd::nesterov(mu).unwrap())),
-        &expected,
-    );
+    assert_iterates("NAG", &run(&Sgd::nesterov(LR, mu).unwrap()), &expected);
 }
 
 #[test]
 fn adam_with_bias_correction_and_eps_outside_the_root() {
     let (b1, b2, eps, wd) = (0.9, 0.999, 1e-8, 0.02);
-    let rule = Rule::Adam(Adam {
+    let adam = Adam {
+        lr: LR,
         beta1: b1,
         beta2: b2,
         eps,
         weight_decay: wd,
-    });
+    };
     let expected = formula(|t, x, g, s| {
         let g = g + wd * x;
         s[0] = b1 * s[0] + (1.0 - b1) * g;
@@ -111,7 +140,7 @@ fn adam_with_bias_correction_and_eps_outside_the_root() {
         let v_hat = s[1] / (1.0 - b2.powi(k));
         x - LR * m_hat / (v_hat.sqrt() + eps)
     });
-    assert_iterates("Adam", &run(rule), &expected);
+    assert_iterates("Adam", &run(&adam), &expected);
 }
 
 #[test]
@@ -121,7 +150,7 @@ fn rmsprop_plain_and_centered_with_momentum() {
         s[0] = alpha * s[0] + (1.0 - alpha) * g * g;
         x - LR * g / (s[0].sqrt() + eps)
     });
-    assert_iterates("RMSprop", &run(Rule::RmsProp(RmsProp::default())), &plain);
+    assert_iterates("RMSprop", &run(&RmsProp::new(LR).unwrap()), &plain);
     let mu = 0.5;
     let centered = formula(|_, x, g, s| {
         s[0] = alpha * s[0] + (1.0 - alpha) * g * g;
@@ -130,119 +159,177 @@ fn rmsprop_plain_and_centered_with_momentum() {
         s[2] = mu * s[2] + g / den;
         x - LR * s[2]
     });
-    let rule = Rule::RmsProp(RmsProp {
+    let rms = RmsProp {
+        lr: LR,
         momentum: mu,
         centered: true,
         ..RmsProp::default()
-    });
-    assert_iterates("centered RMSprop", &run(rule), &centered);
+    };
+    assert_iterates("centered RMSprop", &run(&rms), &centered);
 }
 
 #[test]
 fn gradient_descent_and_heavy_ball() {
     let gd = formula(|_, x, g, _| x - LR * g);
-    assert_iterates("GD", &run(Rule::HeavyBall(HeavyBall::GD)), &gd);
+    assert_iterates("GD", &run(&HeavyBall::gd(LR).unwrap()), &gd);
     let beta = 0.7;
     let hb = formula(|t, x, g, s| {
         let prev = if t == 0 { x } else { s[0] };
         s[0] = x;
         x - LR * g + beta * (x - prev)
     });
-    assert_iterates(
-        "heavy ball",
-        &run(Rule::HeavyBall(HeavyBall::new(beta).unwrap())),
-        &hb,
-    );
+    assert_iterates("heavy ball", &run(&HeavyBall::new(LR, beta).unwrap()), &hb);
 }
 
-/// f(x_T) after T recorded steps of `rule`, as a function of (lr, x0) on the tape.
-fn unrolled<'t>(rule: Rule, lr: Var<'t, f64>, x0: Var<'t, f64>) -> Var<'t, f64> {
+/// The iterates x_1..x_steps of `rule` driven recorded (second order) on `x0`'s tape.
+///
+/// With `lr` given, the learning rate is that tape variable: every rule tested this way moves
+/// `x_t` to `x_t - LR d_t` with a direction `d_t` that does not depend on the learning rate
+/// (SGD and its momenta, Adam, RMSprop); `d_t = (x_t - x_{t+1}) / LR` is recorded, and the
+/// trajectory goes on from `x_t - lr d_t`, so the rule's state (momenta, moments) is fed the
+/// gradients of that trajectory.
+fn recorded<'t>(
+    rule: &dyn Algorithm<f64>,
+    lr: Option<Var<'t, f64>>,
+    x0: Var<'t, f64>,
+    steps: usize,
+) -> Vec<Var<'t, f64>> {
     let tape = x0.tape();
-    let a = tape.constant(DMatrix::from_column_slice(3, 1, &A));
-    let f = |x: Var<'t, f64>| x.square().mul_elem(a).sum().scale(0.5);
-    let mut state = rule.new_state();
-    let mut x = x0;
-    for _ in 0..4 {
-        let g = tape.grad(&[f(x)], &[x], true)[0];
-        x = rule.step(&mut state, &x, &g, &lr);
+    let opt = rule.instantiate(tape);
+    let oracle = Oracle::new(&Diagonal, tape, 0, Recording::On { second_order: true });
+    let mut state: OptState<'t, f64> = opt.init(x0, &oracle).unwrap();
+    let mut xs = Vec::new();
+    for t in 0..steps {
+        let oracle = oracle.at_step(t);
+        let x = state.x();
+        let at = oracle.evaluate(opt.query(&state));
+        opt.update(&mut state, &at, &oracle).unwrap();
+        state.advance();
+        if let Some(lr) = lr {
+            let d = (x - state.x()).scale(1.0 / LR);
+            state.set_x(x - d.mul_scalar(lr));
+        }
+        xs.push(state.x());
     }
-    f(x)
+    xs
+}
+
+/// The iterates x_1..x_steps of heavy ball (β) with the learning rate `lr` on the tape, written
+/// with the library's step (`heavy_ball_step` with `Rate::Var`).
+fn heavy_ball_recorded<'t>(
+    beta: f64,
+    lr: Var<'t, f64>,
+    x0: Var<'t, f64>,
+    steps: usize,
+) -> Vec<Var<'t, f64>> {
+    let tape = x0.tape();
+    let (mut x, mut previous) = (x0, None);
+    let mut xs = Vec::new();
+    for t in 0..steps {
+        let oracle = Oracle::new(&Diagonal, tape, t, Recording::On { second_order: true });
+        let g = oracle.evaluate(x).grad;
+        let next = heavy_ball_step(x, previous, g, Rate::Var(lr), Rate::Fixed(beta));
+        previous = Some(x);
+        x = next;
+        xs.push(x);
+    }
+    xs
+}
+
+fn assert_close_to_run(name: &str, xs: &[Var<'_, f64>], off: &[Vec<f64>]) {
+    assert_eq!(xs.len(), off.len(), "{name}: number of iterates");
+    for (t, (x, off)) in xs.iter().zip(off).enumerate() {
+        for (on, off) in x.value().iter().zip(off) {
+            assert!((on - off).abs() < 1e-14, "{name}: step {t} differs");
+        }
+    }
 }
 
 #[test]
 fn recorded_steps_match_off_tape_steps_and_lr_meta_gradients_are_exact() {
-    for rule in [
-        Rule::Sgd(Sgd {
+    let inputs = [
+        DMatrix::from_element(1, 1, LR),
+        DMatrix::from_column_slice(3, 1, &X0),
+    ];
+    let rules: [Box<dyn Algorithm<f64>>; 4] = [
+        Box::new(Sgd {
+            lr: LR,
             momentum: 0.9,
             dampening: 0.1,
             weight_decay: 0.01,
             nesterov: false,
         }),
-        Rule::Sgd(Sgd::nesterov(0.9).unwrap()),
-        Rule::Adam(Adam {
+        Box::new(Sgd::nesterov(LR, 0.9).unwrap()),
+        Box::new(Adam {
+            lr: LR,
             weight_decay: 0.02,
             ..Adam::default()
         }),
-        Rule::RmsProp(RmsProp {
+        Box::new(RmsProp {
+            lr: LR,
             momentum: 0.5,
             centered: true,
             ..RmsProp::default()
         }),
-        Rule::HeavyBall(HeavyBall::new(0.7).unwrap()),
-    ] {
+    ];
+    for rule in &rules {
+        let name = rule.name();
+        let off = run(rule.as_ref());
         let tape = Tape::<f64>::new();
-        let x = tape.constant(DMatrix::from_column_slice(3, 1, &X0));
-        let mut state = rule.new_state();
+        let x = tape.constant(x0());
+        assert_close_to_run(&name, &recorded(rule.as_ref(), None, x, STEPS), &off);
         let lr = tape.scalar(LR);
-        let mut xs = x;
-        for t in 0..STEPS {
-            let g = tape.constant(DMatrix::from_column_slice(
-                3,
-                1,
-                &grad(xs.value().as_slice()),
-            ));
-            xs = rule.step(&mut state, &xs, &g, &lr);
-            let off = &run(rule)[t];
-            for i in 0..3 {
-                assert!(
-                    (xs.value()[i] - off[i]).abs() < 1e-14,
-                    "{rule}: step {t} differs"
-                );
-            }
-        }
-        let f = tape_fn(move |v| unrolled(rule, v[0], v[1]));
-        let inputs = [
-            DMatrix::from_element(1, 1, LR),
-            DMatrix::from_column_slice(3, 1, &X0),
-        ];
-        check_gradients(&f, &inputs, 5).unwrap_or_else(|e| panic!("{rule}: {e}"));
+        assert_close_to_run(&name, &recorded(rule.as_ref(), Some(lr), x, STEPS), &off);
+        // f(x_4) as a function of (lr, x0) on the tape.
+        let f = tape_fn(|v| {
+            let xs = recorded(rule.as_ref(), Some(v[0]), v[1], 4);
+            Diagonal.loss(xs[3], 4)
+        });
+        check_gradients(&f, &inputs, 5).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+    let beta = 0.7;
+    let hb = HeavyBall::new(LR, beta).unwrap();
+    let off = run(&hb);
+    let tape = Tape::<f64>::new();
+    let x = tape.constant(x0());
+    assert_close_to_run("heavy ball", &recorded(&hb, None, x, STEPS), &off);
+    let lr = tape.scalar(LR);
+    let xs = heavy_ball_recorded(beta, lr, x, STEPS);
+    assert_close_to_run("heavy ball", &xs, &off);
+    let f = tape_fn(|v| {
+        let xs = heavy_ball_recorded(beta, v[0], v[1], 4);
+        Diagonal.loss(xs[3], 4)
+    });
+    check_gradients(&f, &inputs, 5).unwrap_or_else(|e| panic!("heavy ball: {e}"));
 }
 
 #[test]
 fn inadmissible_hyperparameters_are_refused() {
-    let msg = |r: Result<Stepper<f64>, HyperError>| r.unwrap_err().to_string();
-    assert!(msg(Stepper::new(
-        Rule::Adam(Adam {
-            beta1: 1.0,
-            ..Adam::default()
-        }),
-        0.1
-    ))
-    .contains("beta1 = 1"));
-    assert!(msg(Stepper::new(
-        Rule::RmsProp(RmsProp {
-            eps: 0.0,
-            ..RmsProp::default()
-        }),
-        0.1
-    ))
-    .contains("eps = 0"));
-    assert!(msg(Stepper::new(Rule::Sgd(Sgd::PLAIN), -0.1)).contains("lr = -0.1"));
-    assert!(msg(Stepper::new(Rule::Sgd(Sgd::PLAIN), f64::NAN)).contains("lr = NaN"));
-    assert!(Sgd::nesterov(0.0)
+    fn msg<O: std::fmt::Debug>(r: Result<O, HyperError>) -> String {
+        r.unwrap_err().to_string()
+    }
+    let adam = Adam {
+        lr: 0.1,
+        beta1: 1.0,
+        ..Adam::default()
+    };
+    assert!(msg(adam.validated()).contains("beta1 = 1"));
+    let rms = RmsProp {
+        lr: 0.1,
+        eps: 0.0,
+        ..RmsProp::default()
+    };
+    assert!(msg(rms.validated()).contains("eps = 0"));
+    assert!(msg(Sgd::new(-0.1)).contains("lr = -0.1"));
+    assert!(msg(Sgd::new(f64::NAN)).contains("lr = NaN"));
+    assert!(Sgd::nesterov(LR, 0.0)
         .unwrap_err()
         .to_string()
         .contains("Nesterov"));
-    assert!(HeavyBall::new(1.5).is_err());
+    assert!(HeavyBall::new(LR, 1.5).is_err());
+    // A struct literal skips the constructors' checks: a run refuses it when it starts.
+    let err = eval::run(&adam, &Diagonal, &x0(), &RunConfig::new(1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("beta1 = 1"), "{err}");
 }

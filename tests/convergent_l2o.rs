@@ -1,8 +1,12 @@
 //! ConvergentL2O converges for any meta-parameters (Theorems 1 and 2), its realized trajectory
 //! satisfies Lemma 1's bound, the |w| = 0 guard holds, and its meta-gradients are exact.
 
+use convergent_l2o::eval::{probes, RunConfig};
 use convergent_l2o::models::{Bound, Params};
-use convergent_l2o::optim::{ConvergentL2O, Lemma1, MagnitudeRen, StepSize};
+use convergent_l2o::optim::{
+    ConvergentL2O, Frozen, LearnedOptimizer, Lemma1, MagnitudeRen, Oracle, Recording, StepSize,
+};
+use convergent_l2o::problems::Problem;
 use convergent_l2o::tape::gradcheck::{check_gradients, tape_fn};
 use convergent_l2o::tape::{Tape, Var};
 use nalgebra::{DMatrix, DVector};
@@ -32,10 +36,22 @@ impl Quadratic {
     }
 }
 
+impl Problem<f64> for Quadratic {
+    fn dim(&self) -> usize {
+        self.c.nrows()
+    }
+    fn loss<'t>(&self, x: Var<'t, f64>, _step: usize) -> Var<'t, f64> {
+        self.value(x)
+    }
+    fn smoothness(&self) -> Option<f64> {
+        Some(self.beta)
+    }
+}
+
 /// Multiplies every meta-parameter by `factor` (far from the paper's small initialization).
 fn scaled(params: &Params<f64>, factor: f64) -> Params<f64> {
     let mut p = params.clone();
-    for m in p.values_mut() {
+    for (_, m) in p.iter_mut() {
         *m *= factor;
     }
     p
@@ -49,27 +65,20 @@ fn run(
     x0: DMatrix<f64>,
     steps: usize,
 ) -> (Vec<f64>, Vec<f64>, f64) {
-    let tape = Tape::new();
-    let bound = opt.params().bind_constants(&tape);
-    let prepared = opt.prepare(&bound);
-    let mut x = tape.param(x0);
-    let mut traj = prepared.start(x);
-    let (mut gs, mut vs) = (Vec::new(), Vec::new());
-    for t in 0..steps {
-        let fx = f.value(x);
-        let g = tape.grad(&[fx], &[x], false)[0];
-        let step = prepared.step(&mut traj, x, g, fx);
-        gs.push(g.value().norm_squared());
-        let s = opt.step_size().v_scale(t);
-        vs.push(step.v.value().norm_squared() * s * s);
-        let next = (x + step.update).value();
-        assert!(
-            next.iter().all(|v| v.is_finite()),
-            "non-finite iterate at step {t}"
-        );
-        x = tape.param(next);
+    let cfg = RunConfig::bare(steps)
+        .with(probes::grad_norm_sq())
+        .with(probes::reported_norm_sq("v"))
+        .with(probes::reported("s"));
+    let out = convergent_l2o::eval::run(&Frozen(opt), f, &x0, &cfg).unwrap();
+    if let Some(t) = out.trace.non_finite_at {
+        panic!("non-finite iterate at step {t}");
     }
-    let last = tape.grad(&[f.value(x)], &[x], false)[0].value().norm();
+    let gs = out.trace.values("grad_norm_sq");
+    let vs = (out.trace.values("v_norm_sq").iter())
+        .zip(out.trace.values("s"))
+        .map(|(v, s)| v * s * s)
+        .collect();
+    let last = f.value_and_grad(&out.last, steps).1.norm();
     (gs, vs, last)
 }
 
@@ -129,16 +138,25 @@ fn zero_direction_gives_a_plain_gradient_step() {
         }
     }
     opt.set_params(p).unwrap();
+    // f(x) = |x|².
+    let f = Quadratic {
+        a: DMatrix::identity(2, 2) * 2.0,
+        c: DMatrix::zeros(2, 1),
+        beta: 2.0,
+    };
     let tape = Tape::new();
     let bound = opt.params().bind(&tape);
-    let prepared = opt.prepare(&bound);
+    let vars = bound.vars();
+    let run = opt.optimizer(bound);
+    let oracle = Oracle::new(&f, &tape, 0, Recording::On { second_order: true });
     let x = tape.param(DMatrix::from_column_slice(2, 1, &[1.0, 2.0]));
-    let mut traj = prepared.start(x);
-    let fx = x.square().sum();
-    let g = tape.grad(&[fx], &[x], true)[0];
-    let step = prepared.step(&mut traj, x, g, fx);
-    assert_eq!(step.update.value(), g.value() * -0.1);
-    let meta = tape.grad(&[step.update.sum()], &bound.vars(), false);
+    let mut state = run.init(x, &oracle).unwrap();
+    let at = oracle.evaluate(run.query(&state));
+    let info = run.update(&mut state, &at, &oracle).unwrap();
+    let g = at.grad.value();
+    assert_eq!(info.tensor("v").unwrap().value(), DMatrix::zeros(2, 1));
+    assert_eq!(state.x().value(), x.value() + &g * -0.1);
+    let meta = tape.grad(&[state.x().sum()], &vars, false);
     assert!(
         meta.iter().all(|m| m.value().iter().all(|v| v.is_finite())),
         "NaN in meta-gradient"
@@ -171,15 +189,16 @@ fn meta_gradients_match_finite_differences_first_and_second_order() {
     let meta_loss = tape_fn(move |vars| {
         let tape = vars[0].tape();
         let bound = Bound::from_named(names.iter().cloned().zip(vars.iter().copied()).collect());
-        let prepared = opt.prepare(&bound);
-        let mut x = tape.param(x0.clone());
-        let mut traj = prepared.start(x);
+        let run = opt.optimizer(bound);
+        let oracle = Oracle::new(&f, tape, 0, Recording::On { second_order: true });
+        let mut state = run.init(tape.param(x0.clone()), &oracle).unwrap();
         let mut loss = tape.scalar(0.0);
-        for _ in 0..3 {
-            let fx = f.value(x);
-            let g = tape.grad(&[fx], &[x], true)[0];
-            x = x + prepared.step(&mut traj, x, g, fx).update;
-            loss = loss + f.value(x);
+        for t in 0..3 {
+            let oracle = oracle.at_step(t);
+            let at = oracle.evaluate(run.query(&state));
+            run.update(&mut state, &at, &oracle).unwrap();
+            state.advance();
+            loss = loss + f.value(state.x());
         }
         loss
     });
@@ -275,5 +294,32 @@ fn a_priori_bound_from_the_ren_gain_holds_and_states_its_assumptions() {
             "sum |g|^2 {sum_g} > {}",
             bound.sum_grad_sq
         );
+    }
+}
+
+/// Theorem 2's (16)-(17): `x_{t+1} = x_t - η_t (∇f(x_t) + v'_t)` with `|v'_t| = η_t |z_t|`, so
+/// the learned displacement is exactly `η_t² |z_t|` (the reported `v` has norm `|z_t|`).
+#[test]
+fn theorem2_learned_term_is_scaled_by_eta_squared() {
+    use convergent_l2o::eval::{Probe, Steps};
+    let mut rng = StdRng::seed_from_u64(8);
+    let f = Quadratic::random(&mut rng, 3);
+    let schedule = StepSize::Decaying {
+        scale: 0.5,
+        offset: 10.0,
+        power: 0.75,
+    };
+    let ren = MagnitudeRen::dense(3, 3, 3, 1.0).unwrap();
+    let opt = ConvergentL2O::<f64>::new(3, ren, 6, schedule, &mut rng).unwrap();
+    let ratio = Probe::new("ratio", Steps::Every, |v| {
+        let (eta, next, g) = (v.number("eta").unwrap(), v.next.unwrap(), v.grad.unwrap());
+        let learned = (next - v.x + g * eta).norm();
+        learned / (eta * eta * v.tensor("v").unwrap().norm())
+    });
+    let cfg = RunConfig::bare(30).with(ratio);
+    let out = convergent_l2o::eval::run(&Frozen(&opt), &f, &DMatrix::from_element(3, 1, 1.0), &cfg)
+        .unwrap();
+    for (t, r) in out.trace.series("ratio").unwrap().points.iter() {
+        assert!((r - 1.0).abs() < 1e-9, "step {t}: ratio {r}");
     }
 }

@@ -2,16 +2,17 @@
 //! tape truncations), accuracy, the learning-rate grid search, divergence handling, CSV and
 //! table output, determinism. Tiny settings: a few steps on the paper's classifier.
 
-use convergent_l2o::meta::data::{Mnist, Split};
-use convergent_l2o::meta::{
-    accuracy_csv, accuracy_table, curves_csv, grid_search, mean_std, run_optimizer, Candidate,
-    Classifier, ClassifierMetrics, EvalConfig, EvalError, Evaluated, InitialPoint, Learned,
-    Quadratic, Task, Trace,
+use convergent_l2o::eval::{
+    accuracy_csv, accuracy_table, curves_csv, grid_search, mean_std, probes, run, EvalError,
+    Evaluated, RunConfig, Trace,
 };
 use convergent_l2o::models::Activation;
 use convergent_l2o::optim::{
-    Adam, ConvergentL2O, HeavyBall, Rule, Sgd, StepSize, UnconstrainedL2O,
+    Adam, ConvergentL2O, Frozen, HeavyBall, LearnedOptimizer, Oracle, Recording, Sgd, StepSize,
+    UnconstrainedL2O,
 };
+use convergent_l2o::problems::data::{Mnist, Split};
+use convergent_l2o::problems::{Classifier, ClassifierMetrics, InitialPoint, Problem, Quadratic};
 use convergent_l2o::tape::Tape;
 use nalgebra::DMatrix;
 use rand::{rngs::StdRng, SeedableRng};
@@ -29,11 +30,8 @@ fn x0(seed: u64) -> DMatrix<f32> {
     InitialPoint::PAPER_TEST.sample(7850, &mut StdRng::seed_from_u64(seed))
 }
 
-fn adam(lr: f64) -> Candidate<'static, f32> {
-    Candidate::Rule {
-        rule: Rule::Adam(Adam::default()),
-        lr,
-    }
+fn adam(lr: f64) -> Adam {
+    Adam::new(lr).unwrap()
 }
 
 #[test]
@@ -50,7 +48,7 @@ fn metrics_agree_with_the_classifier_loss_and_count_argmax_hits() {
     let x = x0(3);
     let acc = metrics.accuracy(&x);
     assert!((0.0..=1.0).contains(&acc));
-    let task = Classifier::<f32>::new(test, Activation::Tanh, test.len(), 0);
+    let task = Classifier::<f32>::new(test, Activation::Tanh, test.len(), 0).unwrap();
     let tape = Tape::new();
     let on_tape = task.loss(tape.constant(x.clone()), 0).scalar() as f64;
     assert!(
@@ -63,55 +61,58 @@ fn metrics_agree_with_the_classifier_loss_and_count_argmax_hits() {
 #[test]
 fn adam_lowers_the_training_loss_and_records_every_step() {
     let data = mnist();
-    let task = Classifier::<f32>::new(data.split(Split::EvalTrain), Activation::Tanh, 128, 0);
+    let task =
+        Classifier::<f32>::new(data.split(Split::EvalTrain), Activation::Tanh, 128, 0).unwrap();
     let test = ClassifierMetrics::<f32>::new(data.split(Split::Test), Activation::Tanh);
     let train = ClassifierMetrics::<f32>::new(data.split(Split::EvalTrain), Activation::Tanh);
-    let cfg = EvalConfig {
-        steps: 30,
-        accuracy_at: vec![0, 29, 30],
-    };
+    let cfg = RunConfig::new(30).with(probes::accuracy(&test, vec![0, 29, 30], false));
     let start = x0(1);
-    let run = run_optimizer(adam(5e-3), &task, &start, &cfg, Some(&test)).unwrap();
-    let t = &run.trace;
+    let out = run(&adam(5e-3), &task, &start, &cfg).unwrap();
+    let t = &out.trace;
     assert_eq!(t.non_finite_at, None);
+    let (loss, param_norm, update_norm) = (
+        t.values("loss"),
+        t.values("param_norm"),
+        t.values("update_norm"),
+    );
     assert_eq!(
-        (t.loss.len(), t.param_norm.len(), t.update_norm.len()),
+        (loss.len(), param_norm.len(), update_norm.len()),
         (30, 30, 30)
     );
+    let accuracy = &t.series("accuracy").unwrap().points;
     assert_eq!(
-        t.accuracy.iter().map(|a| a.0).collect::<Vec<_>>(),
+        accuracy.iter().map(|a| a.0).collect::<Vec<_>>(),
         vec![0, 29, 30]
     );
-    assert!(t.accuracy.iter().all(|a| (0.0..=1.0).contains(&a.1)));
-    assert!(t.accuracy_at(30).unwrap() > t.accuracy_at(0).unwrap() + 0.3);
-    let first: f64 = t.loss[..3].iter().sum();
-    let last: f64 = t.loss[27..].iter().sum();
+    assert!(accuracy.iter().all(|a| (0.0..=1.0).contains(&a.1)));
+    assert!(t.at("accuracy", 30).unwrap() > t.at("accuracy", 0).unwrap() + 0.3);
+    let first: f64 = loss[..3].iter().sum();
+    let last: f64 = loss[27..].iter().sum();
     assert!(last < 0.7 * first, "minibatch losses {first} -> {last}");
-    assert!(train.loss(&run.last) < 0.7 * train.loss(&start));
-    assert!((t.param_norm[0] - start.norm() as f64).abs() < 1e-3);
+    assert!(train.loss(&out.last) < 0.7 * train.loss(&start));
+    assert!((param_norm[0] - start.norm() as f64).abs() < 1e-3);
     // Adam's first bias-corrected step moves every coordinate by about lr.
     let expected = 5e-3 * (7850f64).sqrt();
-    assert!((t.update_norm[0] - expected).abs() < 0.05 * expected);
+    assert!((update_norm[0] - expected).abs() < 0.05 * expected);
 }
 
 /// The same run kept whole on one tape (no truncation): what the evaluation must reproduce.
 fn losses_on_one_tape(
-    opt: &dyn Learned<f32>,
-    task: &dyn Task<f32>,
+    opt: &dyn LearnedOptimizer<f32>,
+    task: &dyn Problem<f32>,
     x0: &DMatrix<f32>,
     steps: usize,
 ) -> Vec<f64> {
     let tape = Tape::new();
-    let bound = opt.params().bind_constants(&tape);
-    let mut rollout = opt.begin(&bound, tape.constant(x0.clone()));
-    let mut x = x0.clone();
+    let run = opt.optimizer(opt.params().bind_constants(&tape));
+    let oracle = |t| Oracle::new(task, &tape, t, Recording::Off);
+    let mut state = run.init(tape.constant(x0.clone()), &oracle(0)).unwrap();
     let mut losses = Vec::new();
     for t in 0..steps {
-        let xv = tape.param(x.clone());
-        let f = task.loss(xv, t);
-        let g = tape.grad(&[f], &[xv], false)[0];
-        losses.push(f.scalar() as f64);
-        x += rollout.step(xv, g, f).value();
+        let at = oracle(t).evaluate(state.x());
+        losses.push(at.loss.scalar() as f64);
+        run.update(&mut state, &at, &oracle(t)).unwrap();
+        state.advance();
     }
     losses
 }
@@ -119,23 +120,21 @@ fn losses_on_one_tape(
 #[test]
 fn learned_optimizers_carry_their_state_across_truncations() {
     let data = mnist();
-    let task = Classifier::<f32>::new(data.split(Split::MetaTrain), Activation::Tanh, 128, 0);
+    let task =
+        Classifier::<f32>::new(data.split(Split::MetaTrain), Activation::Tanh, 128, 0).unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     let conv = ConvergentL2O::<f32>::paper(StepSize::OriginalCode, &mut rng).unwrap();
     let lstm = UnconstrainedL2O::<f32>::paper(&mut rng).unwrap();
-    let cfg = EvalConfig {
-        steps: 6,
-        accuracy_at: vec![],
-    };
+    let cfg = RunConfig::new(6);
     let start = x0(2);
-    let learned: [&(dyn Learned<f32> + Sync); 2] = [&conv, &lstm];
+    let learned: [&dyn LearnedOptimizer<f32>; 2] = [&conv, &lstm];
     for opt in learned {
-        let run = run_optimizer(Candidate::Learned(opt), &task, &start, &cfg, None).unwrap();
+        let out = run(&Frozen(opt), &task, &start, &cfg).unwrap();
         let whole = losses_on_one_tape(opt, &task, &start, 6);
-        assert_eq!(run.trace.loss, whole, "{}", opt.name());
-        assert!(run
+        assert_eq!(out.trace.values("loss"), whole, "{}", opt.name());
+        assert!(out
             .trace
-            .update_norm
+            .values("update_norm")
             .iter()
             .all(|u| *u > 0.0 && u.is_finite()));
     }
@@ -144,27 +143,19 @@ fn learned_optimizers_carry_their_state_across_truncations() {
 #[test]
 fn same_seed_same_numbers() {
     let data = mnist();
-    let task = Classifier::<f32>::new(data.split(Split::EvalTrain), Activation::Relu, 128, 3);
+    let task =
+        Classifier::<f32>::new(data.split(Split::EvalTrain), Activation::Relu, 128, 3).unwrap();
     let test = ClassifierMetrics::<f32>::new(data.split(Split::Test), Activation::Relu);
-    let cfg = EvalConfig {
-        steps: 5,
-        accuracy_at: vec![5],
-    };
+    let cfg = RunConfig::new(5).with(probes::accuracy(&test, vec![5], false));
     let make = || {
         ConvergentL2O::<f32>::paper(StepSize::OriginalCode, &mut StdRng::seed_from_u64(11)).unwrap()
     };
     let (a, b) = (make(), make());
-    let run = |opt: &ConvergentL2O<f32>, c: Candidate<'_, f32>| {
-        let _ = opt;
-        run_optimizer(c, &task, &x0(5), &cfg, Some(&test))
-            .unwrap()
-            .trace
+    let trace = |alg: &dyn convergent_l2o::optim::Algorithm<f32>| {
+        run(alg, &task, &x0(5), &cfg).unwrap().trace
     };
-    assert_eq!(
-        run(&a, Candidate::Learned(&a)),
-        run(&b, Candidate::Learned(&b))
-    );
-    assert_eq!(run(&a, adam(1e-2)), run(&b, adam(1e-2)));
+    assert_eq!(trace(&Frozen(&a)), trace(&Frozen(&b)));
+    assert_eq!(trace(&adam(1e-2)), trace(&adam(1e-2)));
 }
 
 fn quadratic() -> (Quadratic<f64>, Vec<DMatrix<f64>>) {
@@ -179,35 +170,36 @@ fn quadratic() -> (Quadratic<f64>, Vec<DMatrix<f64>>) {
 #[test]
 fn divergence_ends_a_run_without_panicking() {
     let (q, x0s) = quadratic();
-    let gd = Candidate::Rule {
-        rule: Rule::HeavyBall(HeavyBall::GD),
-        lr: 1e3,
-    };
-    let cfg = EvalConfig {
-        steps: 1000,
-        accuracy_at: vec![],
-    };
-    let run = run_optimizer(gd, &q, &x0s[0], &cfg, None).unwrap();
-    let at = run.trace.non_finite_at.expect("lr 1e3 >> 2/beta diverges");
+    let gd = HeavyBall::gd(1e3).unwrap();
+    let out = run(&gd, &q, &x0s[0], &RunConfig::new(1000)).unwrap();
+    let at = out.trace.non_finite_at.expect("lr 1e3 >> 2/beta diverges");
     assert!(at > 0 && at < 1000);
-    assert_eq!(run.trace.loss.len(), at);
-    assert!(run.trace.loss.iter().all(|f| f.is_finite()));
-    // Accuracy without data to measure it on, or past the run, is a settings error.
-    let bad = EvalConfig {
-        steps: 3,
-        accuracy_at: vec![4],
-    };
+    assert_eq!(out.trace.values("loss").len(), at);
+    assert!(out.trace.values("loss").iter().all(|f| f.is_finite()));
+    // A probe past the run, or an x0 of the wrong size, is a settings error.
+    let first = |v: &convergent_l2o::eval::StepView<'_, f64>| v.x[0];
+    let bad = RunConfig::new(3).with(convergent_l2o::eval::Probe::new(
+        "x0",
+        convergent_l2o::eval::Steps::At(vec![4]),
+        first,
+    ));
     assert!(matches!(
-        run_optimizer(gd, &q, &x0s[0], &bad, None),
+        run(&gd, &q, &x0s[0], &bad),
         Err(EvalError::Config(_))
     ));
-    let bad_lr = Candidate::Rule {
-        rule: Rule::HeavyBall(HeavyBall::GD),
+    assert!(matches!(
+        run(&gd, &q, &DMatrix::zeros(3, 1), &RunConfig::new(3)),
+        Err(EvalError::Config(_))
+    ));
+    // An inadmissible learning rate is refused when the optimizer is made, and by a run.
+    assert!(HeavyBall::gd(-1.0).is_err());
+    let bad_lr = HeavyBall {
         lr: -1.0,
+        beta: 0.0,
     };
     assert!(matches!(
-        run_optimizer(bad_lr, &q, &x0s[0], &cfg, None),
-        Err(EvalError::Hyper(_))
+        run(&bad_lr, &q, &x0s[0], &RunConfig::new(3)),
+        Err(EvalError::Optim(_))
     ));
 }
 
@@ -218,24 +210,24 @@ fn grid_search_picks_the_best_finite_rate() {
         let tape = Tape::new();
         q.loss(tape.constant(x.clone()), 0).scalar()
     };
-    let gd = Rule::HeavyBall(HeavyBall::GD);
+    let gd = HeavyBall::gd(0.1).unwrap();
     // beta <= 2: 0.4 converges faster than 0.01; 1e10 overflows within 40 steps.
-    let gs = grid_search(gd, &[0.01, 0.4, 1e10], &q, &x0s, 40, &f).unwrap();
+    let gs = grid_search(&gd, &[0.01, 0.4, 1e10], &q, &x0s, 40, &f).unwrap();
     assert_eq!(gs.lr, 0.4);
     assert!(gs.score.is_finite() && gs.score < gs.scores[0].1);
     assert_eq!(gs.scores[2].1, f64::INFINITY);
     assert!(matches!(
-        grid_search(gd, &[1e10, 1e12], &q, &x0s, 40, &f),
+        grid_search(&gd, &[1e10, 1e12], &q, &x0s, 40, &f),
         Err(EvalError::NoFiniteScore { .. })
     ));
 
     // On the classifier, with the scoring the reproduction uses.
     let data = mnist();
     let eval_train = data.split(Split::EvalTrain);
-    let task = Classifier::<f32>::new(eval_train, Activation::Sigmoid, 128, 0);
+    let task = Classifier::<f32>::new(eval_train, Activation::Sigmoid, 128, 0).unwrap();
     let train = ClassifierMetrics::<f32>::new(eval_train, Activation::Sigmoid);
-    let sgd = Rule::Sgd(Sgd::PLAIN);
-    let gs = grid_search(sgd, &[1e-3, 1.0], &task, &[x0(4)], 10, &|x| train.loss(x)).unwrap();
+    let sgd = Sgd::new(0.1).unwrap();
+    let gs = grid_search(&sgd, &[1e-3, 1.0], &task, &[x0(4)], 10, &|x| train.loss(x)).unwrap();
     assert_eq!(
         gs.lr, 1.0,
         "sigmoid's small gradients want a large SGD rate: {gs:?}"
@@ -244,13 +236,19 @@ fn grid_search_picks_the_best_finite_rate() {
 }
 
 fn trace(loss: &[f64], acc: &[(usize, f64)], diverged: Option<usize>) -> Trace {
-    Trace {
-        loss: loss.to_vec(),
-        param_norm: vec![1.0; loss.len()],
-        update_norm: vec![0.1; loss.len()],
-        accuracy: acc.to_vec(),
+    let mut t = Trace {
         non_finite_at: diverged,
+        ..Trace::default()
+    };
+    for (i, &l) in loss.iter().enumerate() {
+        t.push("loss", i, l);
+        t.push("param_norm", i, 1.0);
+        t.push("update_norm", i, 0.1);
     }
+    for &(i, a) in acc {
+        t.push("accuracy", i, a);
+    }
+    t
 }
 
 #[test]

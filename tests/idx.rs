@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use convergent_l2o::meta::data::{
+use convergent_l2o::problems::data::{
     parse_idx, read_idx, DataError, IdxArray, Mnist, Normalization, Split, NUM_CLASSES,
 };
 use flate2::write::GzEncoder;

@@ -58,17 +58,26 @@ enum Perturbation {
     Adversarial,
 }
 
+/// The perturbations v_t: their kind and norms s ρ^t.
+#[derive(Clone, Copy, Debug)]
+struct Perturbations {
+    kind: Perturbation,
+    /// s.
+    scale: f64,
+    /// ρ.
+    decay: f64,
+}
+
 /// Runs x_{t+1} = x_t - η ∇f(x_t) + v_t and returns (|∇f(x_t)|², |v_t|²) for t = 0..steps.
 fn trajectory(
     f: &dyn Smooth,
     x0: DVector<f64>,
     eta: f64,
     steps: usize,
-    kind: Perturbation,
-    scale: f64,
-    decay: f64,
+    perturbations: Perturbations,
     rng: &mut StdRng,
 ) -> (Vec<f64>, Vec<f64>) {
+    let Perturbations { kind, scale, decay } = perturbations;
     let mut x = x0;
     let (mut gs, mut vs) = (Vec::new(), Vec::new());
     for t in 0..steps {
@@ -136,7 +145,8 @@ proptest! {
         let lemma = Lemma1::new(beta, eta).unwrap();
         let x0 = DVector::from_fn(n, |_, _| rng.gen_range(-3.0..3.0));
         let gap = f.value(&x0);
-        let (gs, vs) = trajectory(&f, x0, eta, 60, kind_of(adversarial), scale, decay, &mut rng);
+        let (gs, vs) = trajectory(&f, x0, eta, 60,
+            Perturbations { kind: kind_of(adversarial), scale, decay }, &mut rng);
         check_every_prefix(&lemma, gap, &gs, &vs)?;
     }
 
@@ -152,7 +162,8 @@ proptest! {
         let lemma = Lemma1::new(beta, eta).unwrap();
         let x0 = DVector::from_fn(n, |_, _| rng.gen_range(-4.0..4.0));
         let gap = f.value(&x0); // inf f = 0
-        let (gs, vs) = trajectory(&f, x0, eta, 60, kind_of(adversarial), scale, decay, &mut rng);
+        let (gs, vs) = trajectory(&f, x0, eta, 60,
+            Perturbations { kind: kind_of(adversarial), scale, decay }, &mut rng);
         check_every_prefix(&lemma, gap, &gs, &vs)?;
     }
 }

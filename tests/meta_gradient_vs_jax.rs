@@ -4,9 +4,9 @@
 //! (jax 0.10.2, nested `jax.grad`, f64), printed to 10 significant digits. Same data split,
 //! batches, x0_i = 0.005 (1 + sin i), eta = 0.1, meta-loss sum_{t<50} f_t(x_t).
 
-use convergent_l2o::meta::classifier::ClassifierShape;
-use convergent_l2o::meta::data::{Mnist, Split};
 use convergent_l2o::models::Activation;
+use convergent_l2o::problems::data::{Mnist, Split};
+use convergent_l2o::problems::ClassifierShape;
 use convergent_l2o::tape::Tape;
 use nalgebra::DMatrix;
 use std::path::Path;

@@ -4,7 +4,7 @@
 
 use convergent_l2o::models::{
     Activation, CellState, CoordinatewiseConfig, CoordinatewiseLstm, LstmCell, LstmState, Mlp,
-    MlpConfig, Params, Preprocessing, StackedLstm, TwoLayerLstm,
+    MlpConfig, Model, Params, Preprocessing, StackedLstm, TwoLayerLstm,
 };
 use convergent_l2o::tape::gradcheck::{check_gradients, tape_fn, uniform};
 use convergent_l2o::tape::{Tape, Var};
@@ -57,8 +57,10 @@ fn sigmoid(x: f64) -> f64 {
 
 #[test]
 fn paper_omega_mlp_has_78518_parameters_named_as_the_pretrained_file() {
-    let omega = Mlp::<f32>::new(MlpConfig::paper_omega(7850), &mut rng(0)).unwrap();
+    let omega = Mlp::new(MlpConfig::paper_omega(7850)).unwrap();
+    let params = omega.init_params::<f32>(&mut rng(0));
     assert_eq!(omega.num_params(), 78_518);
+    assert_eq!(params.num_scalars(), 78_518);
     // `omega.*` of convergent_l2o_tanh.safetensors; 1-D biases are n x 1 columns.
     let expected = sorted(vec![
         ("layer1.weight", (3, 15701)),
@@ -68,10 +70,10 @@ fn paper_omega_mlp_has_78518_parameters_named_as_the_pretrained_file() {
         ("output_layer.weight", (7850, 3)),
         ("output_layer.bias", (7850, 1)),
     ]);
-    assert_eq!(shapes(omega.params()), expected);
+    assert_eq!(shapes(&params), expected);
     // One flat [x, grad f, f] column in, one update direction column out.
     let tape = Tape::new();
-    let p = omega.params().bind(&tape);
+    let p = params.bind(&tape);
     let input = tape.constant(DMatrix::from_element(15701, 1, 0.01f32));
     let w = omega.forward_column(&p, input);
     assert_eq!(w.shape(), (7850, 1));
@@ -81,8 +83,10 @@ fn paper_omega_mlp_has_78518_parameters_named_as_the_pretrained_file() {
 
 #[test]
 fn paper_lstm_body_has_149246_parameters_named_as_the_pretrained_file() {
-    let body = TwoLayerLstm::<f32>::paper(7850, &mut rng(0)).unwrap();
+    let body = TwoLayerLstm::paper(7850).unwrap();
+    let params = body.init_params::<f32>(&mut rng(0));
     assert_eq!(body.num_params(), 149_246);
+    assert_eq!(params.num_scalars(), 149_246);
     // `omega.*` of lstm_optimizer_tanh.safetensors.
     let expected = sorted(vec![
         ("hidden1_0", (1, 2)),
@@ -100,9 +104,9 @@ fn paper_lstm_body_has_149246_parameters_named_as_the_pretrained_file() {
         ("output.weight", (7850, 2)),
         ("output.bias", (7850, 1)),
     ]);
-    assert_eq!(shapes(body.params()), expected);
+    assert_eq!(shapes(&params), expected);
     let tape = Tape::new();
-    let p = body.params().bind(&tape);
+    let p = params.bind(&tape);
     let s0 = body.initial_state(&p, 1);
     let x = tape.constant(DMatrix::from_element(1, 15701, 0.01f32));
     let (w, s1) = body.step(&p, x, &s0);
@@ -115,14 +119,15 @@ fn paper_lstm_body_has_149246_parameters_named_as_the_pretrained_file() {
 
 #[test]
 fn coordinatewise_2x20_lstm_has_pytorch_parameter_count() {
-    let net =
-        CoordinatewiseLstm::<f32>::new(CoordinatewiseConfig::andrychowicz(), &mut rng(0)).unwrap();
+    let net = CoordinatewiseLstm::new(CoordinatewiseConfig::andrychowicz()).unwrap();
+    let params = net.init_params::<f32>(&mut rng(0));
     // Layer 0 (2 preprocessed inputs): 80 x 2 + 80 x 20 + 2 x 80; layer 1: 80 x 20 + 80 x 20
     // + 2 x 80; output 20 + 1. (Sonnet's single bias per layer gives learning-to-learn 5141.)
     assert_eq!(net.num_params(), 1920 + 3360 + 21);
-    assert_eq!(net.params().get("lstm.weight_ih_l0").shape(), (80, 2));
-    assert_eq!(net.params().get("lstm.weight_hh_l1").shape(), (80, 20));
-    assert_eq!(net.params().get("output.weight").shape(), (1, 20));
+    assert_eq!(params.num_scalars(), net.num_params());
+    assert_eq!(params.get("lstm.weight_ih_l0").shape(), (80, 2));
+    assert_eq!(params.get("lstm.weight_hh_l1").shape(), (80, 20));
+    assert_eq!(params.get("output.weight").shape(), (1, 20));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,16 +216,17 @@ fn mlp_gradients_first_and_second_order() {
     for (activation, seed) in [(Activation::Tanh, 1), (Activation::Relu, 2)] {
         let config =
             MlpConfig::new(&[3, 4, 3, 2], activation).with_output_activation(Activation::Sigmoid);
-        let mlp = Mlp::<f64>::new(config, &mut rng(seed)).unwrap();
-        let names = names(mlp.params());
+        let mlp = Mlp::new(config).unwrap();
+        let params = mlp.init_params::<f64>(&mut rng(seed));
+        let names = names(&params);
         let f = tape_fn(|v| mlp.forward(&named(&names, &v[1..]), v[0]));
         let x = uniform(&mut rng(seed + 10), 2, 3, -1.0, 1.0);
-        check_gradients(&f, &with_params(vec![x], mlp.params()), seed)
+        check_gradients(&f, &with_params(vec![x], &params), seed)
             .unwrap_or_else(|e| panic!("{activation}: {e}"));
         // The column form used for flat parameter vectors.
         let col = tape_fn(|v| mlp.forward_column(&named(&names, &v[1..]), v[0]));
         let x = uniform(&mut rng(seed + 20), 3, 1, -1.0, 1.0);
-        check_gradients(&col, &with_params(vec![x], mlp.params()), seed).unwrap();
+        check_gradients(&col, &with_params(vec![x], &params), seed).unwrap();
     }
 }
 
@@ -270,8 +276,9 @@ fn stacked_lstm_gradients_over_three_steps() {
 
 #[test]
 fn two_layer_lstm_gradients_through_learned_initial_state() {
-    let body = TwoLayerLstm::<f64>::new(3, 2, 4, &mut rng(11)).unwrap();
-    let names = names(body.params());
+    let body = TwoLayerLstm::new(3, 2, 4).unwrap();
+    let params = body.init_params::<f64>(&mut rng(11));
+    let names = names(&params);
     let f = tape_fn(|v| {
         let p = named(&names, &v[2..]);
         let s0 = body.initial_state(&p, 1);
@@ -283,7 +290,7 @@ fn two_layer_lstm_gradients_through_learned_initial_state() {
         uniform(&mut rng(12), 1, 3, -1.0, 1.0),
         uniform(&mut rng(13), 1, 3, -1.0, 1.0),
     ];
-    check_gradients(&f, &with_params(data, body.params()), 11).unwrap();
+    check_gradients(&f, &with_params(data, &params), 11).unwrap();
 }
 
 #[test]
@@ -296,8 +303,9 @@ fn coordinatewise_lstm_gradients_with_log_sign_preprocessing() {
         preprocessing: Preprocessing::LogSign { p: 2.0 },
         output_scale: 0.5,
     };
-    let net = CoordinatewiseLstm::<f64>::new(config, &mut rng(14)).unwrap();
-    let names = names(net.params());
+    let net = CoordinatewiseLstm::new(config).unwrap();
+    let params = net.init_params::<f64>(&mut rng(14));
+    let names = names(&params);
     let f = tape_fn(|v| {
         let p = named(&names, &v[2..]);
         let s0 = net.initial_state(v[0].tape(), 4);
@@ -307,7 +315,7 @@ fn coordinatewise_lstm_gradients_with_log_sign_preprocessing() {
     });
     let g1 = dmatrix![0.02; -0.5; 1.3; -0.07];
     let g2 = dmatrix![-0.9; 0.05; -0.03; 0.4];
-    check_gradients(&f, &with_params(vec![g1, g2], net.params()), 14).unwrap();
+    check_gradients(&f, &with_params(vec![g1, g2], &params), 14).unwrap();
 }
 
 #[test]
@@ -348,8 +356,8 @@ fn log_sign_preprocessing_follows_its_formula() {
 
 #[test]
 fn coordinatewise_lstm_permuting_coordinates_permutes_outputs() {
-    let net =
-        CoordinatewiseLstm::<f64>::new(CoordinatewiseConfig::andrychowicz(), &mut rng(15)).unwrap();
+    let net = CoordinatewiseLstm::new(CoordinatewiseConfig::andrychowicz()).unwrap();
+    let params = net.init_params::<f64>(&mut rng(15));
     let n = 9;
     let mut r = rng(16);
     let grads: Vec<DMatrix<f64>> = (0..4)
@@ -363,7 +371,7 @@ fn coordinatewise_lstm_permuting_coordinates_permutes_outputs() {
     let permute = |m: &DMatrix<f64>| DMatrix::from_fn(m.nrows(), m.ncols(), |i, j| m[(perm[i], j)]);
     let run = |gs: &[DMatrix<f64>]| -> Vec<DMatrix<f64>> {
         let tape = Tape::new();
-        let p = net.params().bind_constants(&tape);
+        let p = params.bind_constants(&tape);
         let mut state = net.initial_state(&tape, n);
         let mut outs = Vec::new();
         for g in gs {
@@ -383,9 +391,13 @@ fn coordinatewise_lstm_permuting_coordinates_permutes_outputs() {
 
 /// Nodes recorded and scalars stored by a forward of 3 steps and a recorded backward (the
 /// meta-training pattern) for `n` coordinates.
-fn coordinatewise_footprint(net: &CoordinatewiseLstm<f64>, n: usize) -> (usize, usize) {
+fn coordinatewise_footprint(
+    net: &CoordinatewiseLstm,
+    params: &Params<f64>,
+    n: usize,
+) -> (usize, usize) {
     let tape = Tape::new();
-    let p = net.params().bind(&tape);
+    let p = params.bind(&tape);
     let mut state = net.initial_state(&tape, n);
     let mut loss = tape.scalar(0.0);
     for t in 0..3 {
@@ -399,7 +411,7 @@ fn coordinatewise_footprint(net: &CoordinatewiseLstm<f64>, n: usize) -> (usize, 
         loss = loss + u.square().sum();
     }
     let grads = tape.grad(&[loss], &p.vars(), true);
-    for (g, (_, m)) in grads.iter().zip(net.params().iter()) {
+    for (g, (_, m)) in grads.iter().zip(params.iter()) {
         assert_eq!(g.shape(), m.shape());
     }
     (tape.len(), tape.num_scalars())
@@ -407,16 +419,16 @@ fn coordinatewise_footprint(net: &CoordinatewiseLstm<f64>, n: usize) -> (usize, 
 
 #[test]
 fn coordinatewise_lstm_cost_is_linear_in_the_number_of_coordinates() {
-    let net =
-        CoordinatewiseLstm::<f64>::new(CoordinatewiseConfig::andrychowicz(), &mut rng(17)).unwrap();
+    let net = CoordinatewiseLstm::new(CoordinatewiseConfig::andrychowicz()).unwrap();
+    let params = net.init_params::<f64>(&mut rng(17));
     // By construction: the ops are the same for any n (one row per coordinate, shared
     // weights), and storage affine in n means every value is n x (fixed width) or of fixed
     // size, never n x n. Each op (elementwise, n x k times k x m, or k x n times n x m for
     // weight gradients) then costs O(n), so a step costs O(n): 2n coordinates, twice the
     // flops of the n-dependent part.
-    let (nodes1, s1) = coordinatewise_footprint(&net, 50);
-    let (nodes2, s2) = coordinatewise_footprint(&net, 100);
-    let (nodes4, s4) = coordinatewise_footprint(&net, 200);
+    let (nodes1, s1) = coordinatewise_footprint(&net, &params, 50);
+    let (nodes2, s2) = coordinatewise_footprint(&net, &params, 100);
+    let (nodes4, s4) = coordinatewise_footprint(&net, &params, 200);
     assert_eq!((nodes1, nodes2), (nodes2, nodes4));
     assert_eq!(
         s4 - s2,
@@ -433,13 +445,14 @@ fn coordinatewise_lstm_cost_is_linear_in_the_number_of_coordinates() {
 
 #[test]
 fn unrecorded_steps_with_truncation_match_recorded_steps() {
-    let body = TwoLayerLstm::<f64>::new(5, 3, 4, &mut rng(18)).unwrap();
+    let body = TwoLayerLstm::new(5, 3, 4).unwrap();
+    let params = body.init_params::<f64>(&mut rng(18));
     let xs: Vec<DMatrix<f64>> = (0..6)
         .map(|k| uniform(&mut rng(19 + k), 1, 5, -1.0, 1.0))
         .collect();
     // Recorded: one trajectory on the tape, differentiable end to end.
     let tape = Tape::new();
-    let p = body.params().bind(&tape);
+    let p = params.bind(&tape);
     let mut state = body.initial_state(&p, 1);
     let mut recorded = Vec::new();
     for x in &xs {
@@ -451,7 +464,7 @@ fn unrecorded_steps_with_truncation_match_recorded_steps() {
     assert!(g[0].value().iter().all(|v| v.is_finite() && *v != 0.0));
     // Unrecorded: state kept as values, the tape truncated after every step.
     let eval = Tape::new();
-    let pc = body.params().bind_constants(&eval);
+    let pc = params.bind_constants(&eval);
     let mut values = body.initial_state(&pc, 1).values();
     let mark = eval.mark();
     let kept = eval.len();
@@ -472,87 +485,103 @@ fn unrecorded_steps_with_truncation_match_recorded_steps() {
 
 #[test]
 fn same_seed_gives_same_parameters() {
-    let mlp = |seed| {
-        Mlp::<f64>::new(MlpConfig::new(&[6, 5, 2], Activation::Tanh), &mut rng(seed)).unwrap()
-    };
-    assert_eq!(mlp(21), mlp(21));
-    assert_ne!(mlp(21).params(), mlp(22).params());
-    let body = |seed| TwoLayerLstm::<f64>::new(7, 2, 3, &mut rng(seed)).unwrap();
-    assert_eq!(body(21), body(21));
-    assert_ne!(body(21).params(), body(22).params());
+    let mlp = Mlp::new(MlpConfig::new(&[6, 5, 2], Activation::Tanh)).unwrap();
+    let mlp_params = |seed| mlp.init_params::<f64>(&mut rng(seed));
+    assert_eq!(mlp_params(21), mlp_params(21));
+    assert_ne!(mlp_params(21), mlp_params(22));
+    let body = TwoLayerLstm::new(7, 2, 3).unwrap();
+    let body_params = |seed| body.init_params::<f64>(&mut rng(seed));
+    assert_eq!(body_params(21), body_params(21));
+    assert_ne!(body_params(21), body_params(22));
     let config = CoordinatewiseConfig::andrychowicz();
-    let net = |seed| CoordinatewiseLstm::<f64>::new(config.clone(), &mut rng(seed)).unwrap();
-    assert_eq!(net(21), net(21));
-    assert_ne!(net(21).params(), net(22).params());
+    let net = CoordinatewiseLstm::new(config).unwrap();
+    let net_params = |seed| net.init_params::<f64>(&mut rng(seed));
+    assert_eq!(net_params(21), net_params(21));
+    assert_ne!(net_params(21), net_params(22));
     // f32 and f64 from one seed agree up to rounding.
-    let net32 = CoordinatewiseLstm::<f32>::new(config.clone(), &mut rng(21)).unwrap();
-    for ((n64, m64), (n32, m32)) in net(21).params().iter().zip(net32.params().iter()) {
+    let net32 = net.init_params::<f32>(&mut rng(21));
+    for ((n64, m64), (n32, m32)) in net_params(21).iter().zip(net32.iter()) {
         assert_eq!(n64, n32);
         assert!(m64.iter().zip(m32.iter()).all(|(a, b)| (*a as f32) == *b));
     }
     // The learned initial states are small normals, the cells uniform in ±1/sqrt(h).
-    let big = TwoLayerLstm::<f64>::new(4, 50, 2, &mut rng(23)).unwrap();
-    let h0 = big.params().get("hidden1_0");
+    let big = TwoLayerLstm::new(4, 50, 2)
+        .unwrap()
+        .init_params::<f64>(&mut rng(23));
+    let h0 = big.get("hidden1_0");
     assert!(h0.amax() < 0.05 && h0.amax() > 0.005);
-    let w = big.params().get("recurs.weight_hh");
+    let w = big.get("recurs.weight_hh");
     assert!(w.amax() <= 1.0 / 50f64.sqrt() && w.amax() > 0.9 / 50f64.sqrt());
 }
 
+/// Models hold no parameters: a parameter file is rebuilt into a model by building the model
+/// from its configuration and checking the loaded tensors against it.
 #[test]
 fn params_round_trip_through_files_and_rebuild_the_models() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.bin");
 
     let config = MlpConfig::paper_omega(20);
-    let mlp = Mlp::<f32>::new(config.clone(), &mut rng(24)).unwrap();
-    mlp.params().save(&path).unwrap();
-    let loaded = Mlp::from_params(config, Params::<f32>::load(&path).unwrap()).unwrap();
-    assert_eq!(loaded, mlp);
+    let mlp = Mlp::new(config.clone()).unwrap();
+    let params = mlp.init_params::<f32>(&mut rng(24));
+    params.save(&path).unwrap();
+    let loaded = Params::<f32>::load(&path).unwrap();
+    let rebuilt = Mlp::new(config).unwrap();
+    rebuilt.check_params(&loaded).unwrap();
+    assert_eq!((rebuilt, loaded), (mlp, params));
 
-    let body = TwoLayerLstm::<f64>::paper(20, &mut rng(25)).unwrap();
-    body.params().save(&path).unwrap();
-    let loaded = TwoLayerLstm::from_params(41, 2, 20, Params::<f64>::load(&path).unwrap()).unwrap();
-    assert_eq!(loaded, body);
+    let body = TwoLayerLstm::paper(20).unwrap();
+    let params = body.init_params::<f64>(&mut rng(25));
+    params.save(&path).unwrap();
+    let loaded = Params::<f64>::load(&path).unwrap();
+    let rebuilt = TwoLayerLstm::new(41, 2, 20).unwrap();
+    rebuilt.check_params(&loaded).unwrap();
+    assert_eq!((rebuilt, loaded), (body, params));
 
     let config = CoordinatewiseConfig::andrychowicz();
-    let net = CoordinatewiseLstm::<f64>::new(config.clone(), &mut rng(26)).unwrap();
-    net.params().save(&path).unwrap();
-    let loaded =
-        CoordinatewiseLstm::from_params(config, Params::<f64>::load(&path).unwrap()).unwrap();
-    assert_eq!(loaded, net);
+    let net = CoordinatewiseLstm::new(config.clone()).unwrap();
+    let params = net.init_params::<f64>(&mut rng(26));
+    params.save(&path).unwrap();
+    let loaded = Params::<f64>::load(&path).unwrap();
+    let rebuilt = CoordinatewiseLstm::new(config).unwrap();
+    rebuilt.check_params(&loaded).unwrap();
+    assert_eq!((rebuilt, loaded), (net, params));
 }
 
 #[test]
 fn mismatched_params_are_refused_naming_the_tensor() {
     let config = MlpConfig::paper_omega(20);
-    let mut p = Mlp::<f64>::new(config.clone(), &mut rng(27))
-        .unwrap()
-        .into_params();
+    let omega = Mlp::new(config.clone()).unwrap();
+    let mut p = omega.init_params::<f64>(&mut rng(27));
     *p.get_mut("layer2.weight") = DMatrix::zeros(3, 4);
-    let err = Mlp::from_params(config.clone(), p).unwrap_err().to_string();
+    let err = omega.check_params(&p).unwrap_err().to_string();
     assert_eq!(
         err,
         "parameters do not fit the MLP: parameter 'layer2.weight' is 3 x 4, expected 3 x 3"
     );
     // The same tensors under the default names are not the paper's Omega.
-    let plain = MlpConfig::new(&config.sizes, Activation::Relu);
-    let p = Mlp::<f64>::new(plain, &mut rng(27)).unwrap().into_params();
-    let err = Mlp::from_params(config, p).unwrap_err().to_string();
+    let plain = Mlp::new(MlpConfig::new(&config.sizes, Activation::Relu)).unwrap();
+    let p = plain.init_params::<f64>(&mut rng(27));
+    let err = omega.check_params(&p).unwrap_err().to_string();
     assert!(err.contains("'layer1.weight' is missing"), "{err}");
 
-    let full = TwoLayerLstm::<f64>::new(3, 2, 4, &mut rng(28))
+    let full = TwoLayerLstm::new(3, 2, 4)
         .unwrap()
-        .into_params();
+        .init_params::<f64>(&mut rng(28));
     let mut p = Params::new();
     for (name, m) in full.iter().filter(|(n, _)| *n != "cell2_0") {
         p.insert(name, m.clone());
     }
-    let err = TwoLayerLstm::from_params(3, 2, 4, p)
+    let err = TwoLayerLstm::new(3, 2, 4)
+        .unwrap()
+        .check_params(&p)
         .unwrap_err()
         .to_string();
     assert!(err.contains("'cell2_0' is missing"), "{err}");
     // A checkpoint of another size is refused, naming the first tensor that differs.
-    let err = TwoLayerLstm::from_params(3, 3, 4, full)
+    let err = TwoLayerLstm::new(3, 3, 4)
+        .unwrap()
+        .check_params(&full)
         .unwrap_err()
         .to_string();
     assert!(
@@ -561,22 +590,19 @@ fn mismatched_params_are_refused_naming_the_tensor() {
     );
 
     let config = CoordinatewiseConfig::andrychowicz();
-    let mut p = CoordinatewiseLstm::<f64>::new(config.clone(), &mut rng(29))
-        .unwrap()
-        .into_params();
+    let net = CoordinatewiseLstm::new(config.clone()).unwrap();
+    let mut p = net.init_params::<f64>(&mut rng(29));
     p.insert("lstm.weight_ih_l2", DMatrix::zeros(80, 20));
-    let err = CoordinatewiseLstm::from_params(config.clone(), p)
-        .unwrap_err()
-        .to_string();
+    let err = net.check_params(&p).unwrap_err().to_string();
     assert!(err.contains("'lstm.weight_ih_l2' does not belong"), "{err}");
     let identity = CoordinatewiseConfig {
         preprocessing: Preprocessing::Identity,
-        ..config.clone()
+        ..config
     };
-    let p = CoordinatewiseLstm::<f64>::new(config, &mut rng(29))
+    let p = net.init_params::<f64>(&mut rng(29));
+    let err = CoordinatewiseLstm::new(identity)
         .unwrap()
-        .into_params();
-    let err = CoordinatewiseLstm::from_params(identity, p)
+        .check_params(&p)
         .unwrap_err()
         .to_string();
     assert!(
@@ -622,7 +648,7 @@ fn invalid_configurations_are_refused_with_a_message() {
         .map(drop)
         .map_err(|e| e.to_string()));
     assert!(e.contains("'a.weight_ih' appears twice"), "{e}");
-    let e = err(TwoLayerLstm::<f64>::new(3, 0, 4, &mut rng(0))
+    let e = err(TwoLayerLstm::new(3, 0, 4)
         .map(drop)
         .map_err(|e| e.to_string()));
     assert!(e.contains("positive"), "{e}");
@@ -630,7 +656,7 @@ fn invalid_configurations_are_refused_with_a_message() {
         preprocessing: Preprocessing::LogSign { p: 0.0 },
         ..CoordinatewiseConfig::andrychowicz()
     };
-    let e = err(CoordinatewiseLstm::<f64>::new(bad_p, &mut rng(0))
+    let e = err(CoordinatewiseLstm::new(bad_p)
         .map(drop)
         .map_err(|e| e.to_string()));
     assert!(e.contains("p > 0"), "{e}");
@@ -638,7 +664,7 @@ fn invalid_configurations_are_refused_with_a_message() {
         input_features: 0,
         ..CoordinatewiseConfig::andrychowicz()
     };
-    let e = err(CoordinatewiseLstm::<f64>::new(no_features, &mut rng(0))
+    let e = err(CoordinatewiseLstm::new(no_features)
         .map(drop)
         .map_err(|e| e.to_string()));
     assert!(e.contains("input_features"), "{e}");

@@ -2,10 +2,12 @@
 //! bit, refuse damaged files naming the tensor, and one step of the loaded ConvergentL2O matches
 //! an independent f64 computation of the original code's equations.
 
-use convergent_l2o::meta::classifier::ClassifierShape;
-use convergent_l2o::meta::data::{Mnist, Split};
 use convergent_l2o::models::{read_safetensors, write_safetensors, Activation, Params};
-use convergent_l2o::optim::{ConvergentL2O, StepSize, UnconstrainedL2O};
+use convergent_l2o::optim::{
+    ConvergentL2O, LearnedOptimizer, Oracle, Recording, StepSize, UnconstrainedL2O,
+};
+use convergent_l2o::problems::data::{Mnist, Split};
+use convergent_l2o::problems::Classifier;
 use convergent_l2o::tape::Tape;
 use nalgebra::{DMatrix, DVector};
 use rand::{rngs::StdRng, SeedableRng};
@@ -196,24 +198,21 @@ fn one_step_of_the_loaded_optimizer_matches_the_equations() {
     let trained = read_safetensors(&path, opt.params()).unwrap();
     opt.set_params(trained.clone()).unwrap();
     let mnist = Mnist::load(Path::new(data)).unwrap();
-    let batch = mnist.split(Split::MetaTrain).batch::<f64>(0, 128);
+    // The first minibatch of 128 of the meta-training split.
+    let problem =
+        Classifier::<f64>::new(mnist.split(Split::MetaTrain), Activation::Tanh, 128, 0).unwrap();
     let x0 = DMatrix::from_fn(7850, 1, |i, _| 0.1 * ((i as f64) * 0.37).sin());
 
     // The library.
     let tape = Tape::new();
-    let bound = opt.params().bind_constants(&tape);
-    let run = opt.prepare(&bound);
-    let x = tape.param(x0.clone());
-    let mut traj = run.start(x);
-    let f = ClassifierShape::MNIST.loss(
-        x,
-        tape.constant(batch.images.clone()),
-        tape.constant(batch.one_hot.clone()),
-        Activation::Tanh,
-    );
-    let g = tape.grad(&[f], &[x], false)[0];
-    let step = run.step(&mut traj, x, g, f);
-    let (g, f) = (g.value(), f.scalar());
+    let run = opt.optimizer(opt.params().bind_constants(&tape));
+    let oracle = Oracle::new(&problem, &tape, 0, Recording::Off);
+    let mut state = run.init(tape.constant(x0.clone()), &oracle).unwrap();
+    let at = oracle.evaluate(run.query(&state));
+    let info = run.update(&mut state, &at, &oracle).unwrap();
+    let step_v = info.tensor("v").unwrap().value();
+    let step_update = state.x().value() - &x0;
+    let (g, f) = (at.grad.value(), at.loss.scalar());
 
     // By hand: z_0 = REN output at t = 0 for input x0 (0.95^0 = 1 on the biases).
     let hand = hand_ren(&trained);
@@ -259,14 +258,14 @@ fn one_step_of_the_loaded_optimizer_matches_the_equations() {
         assert!(err < 1e-10, "{what}: relative error {err:e}");
     };
     assert!(
-        (step.v.value().norm() - z.norm()).abs() < 1e-10 * z.norm(),
+        (step_v.norm() - z.norm()).abs() < 1e-10 * z.norm(),
         "|z_0|: {} vs {}",
-        step.v.value().norm(),
+        step_v.norm(),
         z.norm()
     );
-    close(&step.v.value(), &v, "v_0");
-    close(&step.update.value(), &update, "update");
-    assert_eq!(step.eta, 0.01);
+    close(&step_v, &v, "v_0");
+    close(&step_update, &update, "update");
+    assert_eq!(info.number("eta"), Some(0.01));
     println!(
         "|z_0| = {:.6e}, |w_0| = {:.6e}, |update| = {:.6e}",
         z.norm(),

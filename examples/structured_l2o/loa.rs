@@ -1,20 +1,27 @@
-//! LOA learned BFGS (Castera & Ochs): meta-train on random quadratics, then compare with GD,
-//! Nesterov, heavy ball and BFGS in distribution and on shifted problems (larger ridge
-//! regressions, the original's synthetic logistic regression and a larger one).
+//! LOA learned BFGS (Castera & Ochs): meta-train on random quadratics with the library's one
+//! `MetaTrainer`, then compare with GD, Nesterov, heavy ball and BFGS (every method through
+//! `eval::run`) in distribution and on shifted problems (larger ridge regressions, the
+//! original's synthetic logistic regression and a larger one).
 //!
 //! Writes `loa_<suite>.csv` (per step: median, min and max over instances of the relative
 //! suboptimality `(f(x_k) - F*)/(f(x_0) - F*)` for every method), `loa_<suite>.svg` (medians)
 //! and `loa_params.bin` (the trained 216 parameters) to `out_dir`.
 
-use convergent_l2o::meta::{LoaQuadratics, Objective, Ridge, SyntheticLogistic, Task};
+use convergent_l2o::eval::{probes, run as eval_run, RunConfig};
+use convergent_l2o::meta::{draw_rng, FullBptt, LogRelative, MetaTrainConfig, MetaTrainer};
 use convergent_l2o::models::write_atomically;
 use convergent_l2o::optim::{
-    bfgs, gradient_descent, heavy_ball, nesterov, standard_normal_point, LineSearch, LoaBfgs,
-    LoaTrainConfig, LoaTrainer, Start,
+    loa_gradient_descent, loa_heavy_ball, loa_nesterov, loa_warm_up, Algorithm, Bfgs, Frozen,
+    LoaBfgs,
 };
-use nalgebra::DVector;
+use convergent_l2o::problems::{
+    standard_normal_point, Draw, LoaQuadratics, Problem, ProblemFamily, Ridge, Sampled,
+    SyntheticLogistic,
+};
+use nalgebra::DMatrix;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use std::error::Error;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -22,33 +29,98 @@ use std::time::Instant;
 
 const METHODS: [&str; 5] = ["LOA BFGS", "BFGS", "GD", "Nesterov", "heavy ball"];
 
-/// A problem both the tape (LOA) and the plain baselines can run.
-trait Problem: Objective + Task<f64> {}
-impl<P: Objective + Task<f64>> Problem for P {}
+/// The floor of the meta-loss `mean_k log(r_k + ε)`.
+const FLOOR: f64 = 1e-12;
 
-/// Per method, per instance, the relative suboptimality curve (clipped at 1e-16 for the log
-/// plot: below that it is rounding noise).
-fn curves<P: Problem>(
-    model: &LoaBfgs<f64>,
-    problems: &[(P, DVector<f64>)],
+type Point = DMatrix<f64>;
+
+/// `f(x_0), ..., f(x_steps)` of `alg` started at `start` (`x_{-1}` for the quasi-Newton methods,
+/// which warm up in `init`; `x_0` for the others), NaN past a divergence.
+fn values(
+    alg: &dyn Algorithm<f64>,
+    p: &dyn Problem<f64>,
+    start: &Point,
     steps: usize,
-) -> Result<Vec<Vec<Vec<f64>>>, Box<dyn Error>> {
+) -> Result<Vec<f64>, String> {
+    let cfg = RunConfig::bare(steps).with(probes::objective(steps));
+    let out = eval_run(alg, p, start, &cfg).map_err(|e| format!("{}: {e}", alg.name()))?;
+    let mut v = out.trace.values("objective");
+    v.resize(steps + 1, f64::NAN);
+    Ok(v)
+}
+
+/// `(f(x_k) - F*)/(f(x_0) - F*)`.
+fn relative(values: &[f64], f_star: f64) -> Vec<f64> {
+    let gap = values[0] - f_star;
+    values.iter().map(|v| (v - f_star) / gap).collect()
+}
+
+/// LOA's meta-loss of one run, offline: the mean over `k = 1..=T` of `log(r_k + ε)` (the
+/// formula `LogRelative` records).
+fn log_relative(values: &[f64], f_star: f64) -> f64 {
+    let r = relative(values, f_star);
+    let t = (r.len() - 1).max(1);
+    r[1..]
+        .iter()
+        .map(|r| (r + FLOOR).max(FLOOR).ln())
+        .sum::<f64>()
+        / t as f64
+}
+
+/// The mean held-out meta-loss of `model` over `horizon` steps.
+fn held_out_loss(
+    model: &LoaBfgs<f64>,
+    problems: &[Sampled<f64>],
+    horizon: usize,
+) -> Result<f64, String> {
+    let losses = problems
+        .par_iter()
+        .map(|s| {
+            let v = values(&Frozen(model), &*s.problem, &s.x0, horizon)?;
+            let f_star = s.problem.infimum().ok_or("the problem has no F*")?;
+            Ok(log_relative(&v, f_star))
+        })
+        .collect::<Result<Vec<f64>, String>>()?;
+    Ok(losses.iter().sum::<f64>() / losses.len().max(1) as f64)
+}
+
+/// Per method, per instance, the relative suboptimality curve from `x_{-1}` (clipped at 1e-16
+/// for the log plot: below that it is rounding noise).
+fn curves<P: Problem<f64>>(
+    model: &LoaBfgs<f64>,
+    problems: &[(P, Point)],
+    steps: usize,
+) -> Result<Vec<Vec<Vec<f64>>>, String> {
+    let per_instance = problems
+        .par_iter()
+        .enumerate()
+        .map(|(i, (p, x))| {
+            let tag = |e: String| format!("instance {i}: {e}");
+            let f_star = p.infimum().ok_or("the problem has no F*")?;
+            let x0 = loa_warm_up(p, x).map_err(|e| tag(e.to_string()))?;
+            let gd = loa_gradient_descent(p).map_err(|e| tag(e.to_string()))?;
+            let nesterov = loa_nesterov(p).map_err(|e| tag(e.to_string()))?;
+            let heavy_ball = loa_heavy_ball(p).map_err(|e| tag(e.to_string()))?;
+            let runs: [(&dyn Algorithm<f64>, &Point); 5] = [
+                (&Frozen(model), x),
+                (&Bfgs, x),
+                (&gd, &x0),
+                (&nesterov, &x0),
+                (&heavy_ball, &x0),
+            ];
+            runs.iter()
+                .map(|(alg, start)| {
+                    let v = values(*alg, p, start, steps).map_err(tag)?;
+                    let clip = |r: f64| if r.is_nan() { r } else { r.max(1e-16) };
+                    Ok(relative(&v, f_star).into_iter().map(clip).collect())
+                })
+                .collect::<Result<Vec<Vec<f64>>, String>>()
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let mut out = vec![Vec::new(); METHODS.len()];
-    for (i, (p, x)) in problems.iter().enumerate() {
-        let start = Start::for_objective(p, x)?;
-        let loa = model
-            .run(p, x, steps, LineSearch::Armijo)
-            .map_err(|e| format!("LOA on instance {i}: {e}"))?;
-        let runs = [
-            loa,
-            bfgs(p, &start, steps),
-            gradient_descent(p, &start, steps),
-            nesterov(p, &start, steps, 3.01),
-            heavy_ball(p, &start, steps),
-        ];
-        for (m, run) in runs.iter().enumerate() {
-            let rel = run.relative(p.minimum());
-            out[m].push(rel.iter().map(|r| r.max(1e-16)).collect());
+    for runs in per_instance {
+        for (m, curve) in runs.into_iter().enumerate() {
+            out[m].push(curve);
         }
     }
     Ok(out)
@@ -66,12 +138,12 @@ fn stats(runs: &[Vec<f64>], k: usize) -> (f64, f64, f64) {
     (median, v[0], v[n - 1])
 }
 
-fn report<P: Problem>(
+fn report<P: Problem<f64>>(
     out_dir: &Path,
     suite: &str,
     title: &str,
     model: &LoaBfgs<f64>,
-    problems: &[(P, DVector<f64>)],
+    problems: &[(P, Point)],
     steps: usize,
 ) -> Result<(), Box<dyn Error>> {
     let t = Instant::now();
@@ -118,6 +190,18 @@ fn report<P: Problem>(
     Ok(())
 }
 
+/// `count` instances of `make` with `x_{-1} ~ N(0, I)`, all from `rng`.
+fn instances<P>(
+    count: usize,
+    dim: usize,
+    rng: &mut StdRng,
+    mut make: impl FnMut(&mut StdRng) -> Result<P, Box<dyn Error>>,
+) -> Result<Vec<(P, Point)>, Box<dyn Error>> {
+    (0..count)
+        .map(|_| Ok((make(rng)?, standard_normal_point(dim, rng))))
+        .collect()
+}
+
 /// Meta-trains LOA on quadratics and evaluates it against the classical baselines; `quick` is a
 /// smoke run (well under a minute in release mode).
 pub fn run(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn std::error::Error>> {
@@ -125,30 +209,52 @@ pub fn run(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn std::er
     let t0 = Instant::now();
     let dim = if quick { 10 } else { 20 };
     let meta_steps = if quick { 400 } else { 3000 };
-    let mut cfg = LoaTrainConfig::new(dim, seed);
-    cfg.lr = 5e-4;
-    cfg.batch = 8;
+    let family = LoaQuadratics::new(dim)?;
+    // Horizon dim/2: shorter than the dim steps BFGS needs, so the model has something to gain.
+    let estimator = FullBptt {
+        trajectories: 8,
+        horizon: (dim / 2).max(1),
+        second_order: true,
+    };
+    let config = MetaTrainConfig {
+        lr: 5e-4,
+        clip: Some(1.0),
+        seed,
+    };
     println!(
-        "LOA: meta-training on quadratics (dim {dim}, horizon {}, batch {}, {meta_steps} meta-steps)",
-        cfg.unroll.steps, cfg.batch
+        "LOA: meta-training on quadratics (dim {dim}, horizon {}, {} trajectories, {meta_steps} \
+         meta-steps)",
+        estimator.horizon, estimator.trajectories
     );
     let mut model = LoaBfgs::bfgs_init(&mut StdRng::seed_from_u64(seed));
-    let mut trainer = LoaTrainer::new(cfg)?;
-    let held_out = trainer.batch_for(usize::MAX);
-    let bfgs_loss = trainer.evaluate(&model, &held_out)?;
+    let mut trainer = MetaTrainer::new(config, estimator, LogRelative { floor: FLOOR })?;
+    // Held out: the draws of a meta-step training never reaches.
+    let held_out: Vec<Sampled<f64>> = (0..estimator.trajectories)
+        .map(|i| {
+            let draw = Draw {
+                meta_step: usize::MAX,
+                index: i,
+            };
+            ProblemFamily::<f64>::sample(&family, draw, &mut draw_rng(seed, usize::MAX, i))
+        })
+        .collect::<Result<_, _>>()?;
+    let bfgs_loss = held_out_loss(&model, &held_out, estimator.horizon)?;
     let every = (meta_steps / 10).max(1);
     for _ in 0..meta_steps {
-        let r = trainer.step(&mut model)?;
+        let r = trainer.step(&mut model, &family)?;
         if r.meta_step % every == 0 || r.meta_step + 1 == meta_steps {
             println!(
                 "  meta-step {:4}  meta-loss {:9.4}  |grad| {:.3e}",
                 r.meta_step, r.meta_loss, r.grad_norm
             );
         }
+        if let Some(w) = r.warning {
+            println!("  warning: {w}");
+        }
     }
     println!(
         "  held-out meta-loss: BFGS (initialization) {bfgs_loss:.4}, trained LOA {:.4}",
-        trainer.evaluate(&model, &held_out)?
+        held_out_loss(&model, &held_out, estimator.horizon)?
     );
     model.save(&out_dir.join("loa_params.bin"))?;
 
@@ -156,39 +262,22 @@ pub fn run(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn std::er
     let count = if quick { 8 } else { 20 };
     let steps = if quick { 60 } else { 310 };
     println!("LOA: evaluation (relative suboptimality, median over instances)");
-    let quads = LoaQuadratics::new(dim)?;
-    let in_dist: Vec<(Ridge, DVector<f64>)> = (0..count)
-        .map(|_| {
-            Ok((
-                quads.sample(&mut rng)?,
-                standard_normal_point(dim, &mut rng),
-            ))
-        })
-        .collect::<Result<_, Box<dyn Error>>>()?;
+    let in_dist: Vec<(Ridge, Point)> =
+        instances(count, dim, &mut rng, |rng| Ok(family.sample(rng)?))?;
     let title = format!("Quadratics, dim {dim} (training distribution)");
     report(out_dir, "quadratics", &title, &model, &in_dist, steps)?;
 
     let big = if quick { 3 * dim } else { 5 * dim };
-    let ridge: Vec<(Ridge, DVector<f64>)> = (0..count)
-        .map(|_| {
-            Ok((
-                Ridge::random(big, 2 * big, 0.1, &mut rng)?,
-                standard_normal_point(big, &mut rng),
-            ))
-        })
-        .collect::<Result<_, Box<dyn Error>>>()?;
+    let ridge: Vec<(Ridge, Point)> = instances(count, big, &mut rng, |rng| {
+        Ok(Ridge::random(big, 2 * big, 0.1, rng)?)
+    })?;
     let title = format!("Ridge regression, dim {big}, lambda 0.1");
     report(out_dir, "ridge", &title, &model, &ridge, steps)?;
 
     for (p, m) in [(10, 50), (5 * dim, 25 * dim)] {
-        let logistic: Vec<(SyntheticLogistic, DVector<f64>)> = (0..count)
-            .map(|_| {
-                Ok((
-                    SyntheticLogistic::random(p, m, &mut rng)?,
-                    standard_normal_point(p, &mut rng),
-                ))
-            })
-            .collect::<Result<_, Box<dyn Error>>>()?;
+        let logistic: Vec<(SyntheticLogistic, Point)> = instances(count, p, &mut rng, |rng| {
+            Ok(SyntheticLogistic::random(p, m, rng)?)
+        })?;
         let title = format!("Synthetic logistic regression, P = {p}, M = {m}");
         report(
             out_dir,

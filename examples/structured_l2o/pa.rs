@@ -1,43 +1,55 @@
-//! L2O-PA (Liu et al., ICML 2023) meta-trained on LASSO and on ℓ1-logistic regression, then
-//! compared with ISTA, FISTA and the convergent wrapper on held-out instances, in distribution
-//! and on a shifted distribution.
+//! L2O-PA (Liu et al., ICML 2023) meta-trained on LASSO and on ℓ1-logistic regression with the
+//! one meta-trainer (truncated BPTT over K = 100 iterations in windows of 20, the mean
+//! objective, Adam), then compared with ISTA, FISTA and the convergent wrapper on held-out
+//! instances with the one evaluation loop, in distribution and on a shifted distribution.
 //!
 //! Default settings are scaled down from the paper's 500 meta-steps x 64 instances (hours on
-//! two CPU cores): LASSO 50 x 100 (10-sparse; the paper's 1:2 shape and 10% sparsity) with
-//! 100 meta-steps of 16 instances; logistic at the paper's 1000 x 50 (20-sparse) with 100
-//! meta-steps of 16. K = 100 in segments of 20 and the paper's learning rates. Evaluation: 64
+//! two CPU cores): LASSO 50 x 100 (10-sparse; the paper's 1:2 shape and 10% sparsity) and
+//! logistic at the paper's 1000 x 50 (20-sparse), each with 500 windows (100 trajectories of
+//! K = 100 per particle) of 16 particles and the paper's learning rates. Evaluation: 64
 //! held-out instances, 1000 iterations, F* from 5000 FISTA iterations. As in the original, the
-//! meta-parameters kept are the best on fixed validation instances (16, checked every 10
-//! meta-steps; the untrained network is a candidate too). `--quick` uses the toy sizes and 30
-//! meta-steps of 4. The settings are printed at the start of each part.
+//! meta-parameters kept are the best on fixed validation instances (16, checked every 50
+//! windows; the untrained network is a candidate too). `--quick` uses the toy sizes, 100
+//! windows of 4 particles and 16 test instances of 300 iterations. The settings are printed at
+//! the start of each part.
 //!
 //! Shifted distributions: LASSO instances twice as large (rows, columns and sparsity doubled);
 //! logistic instances with W entries of standard deviation 2 instead of 1.
 
 use super::plot::log_curves_svg;
-use convergent_l2o::meta::{
-    pa_meta_loss, reference_optimum, relative_error, CompositeProblem, L1Logistic, Lasso,
-    LassoConfig, LogisticConfig, PaTrainConfig, PaTrainer, ProblemError,
-};
+use convergent_l2o::eval::{probes, run, RunConfig};
+use convergent_l2o::meta::{MeanObjective, MetaTrainConfig, MetaTrainer, TruncatedBptt};
 use convergent_l2o::models::write_atomically;
-use convergent_l2o::optim::{ConvergentPa, L2oPa, PaConfig, ProxGradient};
+use convergent_l2o::optim::{
+    reference_optimum, Algorithm, ConvergentPa, Frozen, L2oPa, LearnedOptimizer, PaConfig,
+    ProxGradient,
+};
+use convergent_l2o::problems::{
+    relative_error, Draw, LassoConfig, LogisticConfig, ProblemFamily, Sampled,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use std::error::Error;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-type Res<T> = Result<T, Box<dyn Error>>;
+type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 /// Budget and decay of the convergent wrapper: free at first, FISTA after a few hundred steps.
 const BUDGET: f64 = 1.0;
 const DECAY: f64 = 0.99;
+/// Iterations `K` of a meta-training trajectory and of the validation meta-loss.
+const HORIZON: usize = 100;
+/// Iterations per window of truncated BPTT.
+const SEGMENT: usize = 20;
 
 struct Sizes {
-    meta_steps: usize,
+    windows: usize,
     validation: usize,
     validate_every: usize,
+    report_every: usize,
     batch: usize,
     eval_instances: usize,
     eval_iterations: usize,
@@ -48,9 +60,10 @@ impl Sizes {
     fn new(quick: bool) -> Self {
         if quick {
             Sizes {
-                meta_steps: 30,
+                windows: 100,
                 validation: 4,
-                validate_every: 5,
+                validate_every: 25,
+                report_every: 10,
                 batch: 4,
                 eval_instances: 16,
                 eval_iterations: 300,
@@ -58,9 +71,10 @@ impl Sizes {
             }
         } else {
             Sizes {
-                meta_steps: 100,
+                windows: 500,
                 validation: 16,
-                validate_every: 10,
+                validate_every: 50,
+                report_every: 50,
                 batch: 16,
                 eval_instances: 64,
                 eval_iterations: 1000,
@@ -70,21 +84,19 @@ impl Sizes {
     }
 }
 
-/// One benchmark: how to draw training, test and shifted instances.
-struct Part<P, F, G, H> {
+/// One benchmark: the architecture, the meta learning rate, and the families of training (and
+/// in-distribution test) instances and of shifted test instances.
+struct Part<'a> {
     name: &'static str,
     pa: PaConfig,
-    train: PaTrainConfig,
-    sample: F,
-    test: G,
-    shifted: H,
-    shift_desc: String,
-    _p: std::marker::PhantomData<P>,
+    lr: f64,
+    train: &'a dyn ProblemFamily<f64>,
+    shifted: &'a dyn ProblemFamily<f64>,
 }
 
 /// Meta-trains L2O-PA on LASSO and evaluates it; writes `pa_lasso_*.{csv,svg}` and the
 /// trained parameters to `out_dir`.
-pub fn run_lasso(out_dir: &Path, quick: bool, seed: u64) -> Res<()> {
+pub fn run_lasso(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn Error>> {
     let cfg = if quick {
         LassoConfig::toy()
     } else {
@@ -101,118 +113,132 @@ pub fn run_lasso(out_dir: &Path, quick: bool, seed: u64) -> Res<()> {
         sparsity: 2 * cfg.sparsity,
         ..cfg
     };
-    run_part(
-        out_dir,
-        quick,
-        seed,
-        Part {
-            name: "lasso",
-            pa: PaConfig::lasso(),
-            train: PaTrainConfig::lasso(),
-            sample: move |r: &mut StdRng| Lasso::random(cfg, r),
-            test: move |r: &mut StdRng| Lasso::random(cfg, r),
-            shifted: move |r: &mut StdRng| Lasso::random(big, r),
-            shift_desc: format!("{cfg:?} (shifted: {big:?})"),
-            _p: std::marker::PhantomData,
-        },
-    )
+    let part = Part {
+        name: "lasso",
+        pa: PaConfig::lasso(),
+        lr: 1e-2,
+        train: &cfg,
+        shifted: &big,
+    };
+    run_part(out_dir, quick, seed, part).map_err(|e| e as Box<dyn Error>)
 }
 
 /// Meta-trains L2O-PA on ℓ1-logistic regression and evaluates it; writes
 /// `pa_logistic_*.{csv,svg}` and the trained parameters to `out_dir`.
-pub fn run_logistic(out_dir: &Path, quick: bool, seed: u64) -> Res<()> {
+pub fn run_logistic(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn Error>> {
     let cfg = if quick {
         LogisticConfig::toy()
     } else {
         LogisticConfig::paper()
     };
     let scaled = LogisticConfig { w_std: 2.0, ..cfg };
-    run_part(
-        out_dir,
-        quick,
-        seed,
-        Part {
-            name: "logistic",
-            pa: PaConfig::logistic(),
-            train: PaTrainConfig::logistic(),
-            sample: move |r: &mut StdRng| L1Logistic::random(cfg, r),
-            test: move |r: &mut StdRng| L1Logistic::random(cfg, r),
-            shifted: move |r: &mut StdRng| L1Logistic::random(scaled, r),
-            shift_desc: format!("{cfg:?} (shifted: {scaled:?})"),
-            _p: std::marker::PhantomData,
-        },
-    )
+    let part = Part {
+        name: "logistic",
+        pa: PaConfig::logistic(),
+        lr: 3e-3,
+        train: &cfg,
+        shifted: &scaled,
+    };
+    run_part(out_dir, quick, seed, part).map_err(|e| e as Box<dyn Error>)
 }
 
-fn run_part<P, F, G, H>(out_dir: &Path, quick: bool, seed: u64, part: Part<P, F, G, H>) -> Res<()>
-where
-    P: CompositeProblem<f64>,
-    F: Fn(&mut StdRng) -> Result<P, ProblemError>,
-    G: Fn(&mut StdRng) -> Result<P, ProblemError>,
-    H: Fn(&mut StdRng) -> Result<P, ProblemError>,
-{
+/// `count` instances of `family` from a generator of their own (never seen in training).
+fn draw(family: &dyn ProblemFamily<f64>, count: usize, seed: u64) -> Res<Vec<Sampled<f64>>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut out = Vec::with_capacity(count);
+    for index in 0..count {
+        out.push(family.sample(
+            Draw {
+                meta_step: 0,
+                index,
+            },
+            &mut rng,
+        )?);
+    }
+    Ok(out)
+}
+
+/// The held-out meta-loss: mean over `instances` of `(1/K) Σ_{j=1..K} F(y_j)`, unrecorded
+/// (infinite if a run diverges).
+fn meta_loss(alg: &dyn Algorithm<f64>, instances: &[Sampled<f64>]) -> Res<f64> {
+    let cfg = RunConfig::bare(HORIZON).with(probes::reported_objective("y"));
+    let losses = instances
+        .par_iter()
+        .map(|s| {
+            let out = run(alg, &*s.problem, &s.x0, &cfg)?;
+            let f = out.trace.values("y_objective");
+            Ok(if out.trace.non_finite_at.is_some() {
+                f64::INFINITY
+            } else {
+                f.iter().sum::<f64>() / f.len() as f64
+            })
+        })
+        .collect::<Res<Vec<f64>>>()?;
+    Ok(losses.iter().sum::<f64>() / losses.len() as f64)
+}
+
+fn run_part(out_dir: &Path, quick: bool, seed: u64, part: Part<'_>) -> Res<()> {
     let sizes = Sizes::new(quick);
     let name = part.name;
     println!(
-        "== L2O-PA on {name}: {}\n   meta-steps {} x batch {}, K = {} in segments of {}, Adam lr {}, \
-         eval {} instances x {} iterations, F* from {} FISTA iterations, seed {seed}",
-        part.shift_desc,
-        sizes.meta_steps,
+        "== L2O-PA on {} (shifted: {})\n   {} windows of {SEGMENT} iterations x {} particles \
+         (K = {HORIZON}), Adam lr {}, eval {} instances x {} iterations, F* from {} FISTA \
+         iterations, seed {seed}",
+        part.train.name(),
+        part.shifted.name(),
+        sizes.windows,
         sizes.batch,
-        part.train.iterations,
-        part.train.segment,
-        part.train.lr,
+        part.lr,
         sizes.eval_instances,
         sizes.eval_iterations,
         sizes.fstar_iterations
     );
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut model = L2oPa::<f64>::new(part.pa, &mut rng)?;
-    let mut trainer = PaTrainer::new(part.train)?;
+    let mut model = L2oPa::<f64>::new(part.pa, &mut StdRng::seed_from_u64(seed))?;
+    let config = MetaTrainConfig {
+        lr: part.lr,
+        clip: None,
+        seed,
+    };
+    let estimator = TruncatedBptt::new(sizes.batch, HORIZON, SEGMENT);
+    let mut trainer = MetaTrainer::new(config, estimator, MeanObjective)?;
     // As the original: validate on fixed instances and keep the best meta-parameters (the
     // meta-gradients are noisy, and one bad Adam step can undo the training).
-    let mut vrng = StdRng::seed_from_u64(seed ^ 0x0a11d);
-    let validation = (0..sizes.validation)
-        .map(|_| (part.test)(&mut vrng))
-        .collect::<Result<Vec<P>, _>>()?;
-    let k = part.train.iterations;
+    let validation = draw(part.train, sizes.validation, seed ^ 0x0a11d)?;
     let mut best = (
-        pa_meta_loss(&model, &validation, k),
+        meta_loss(&Frozen(&model), &validation)?,
         model.params().clone(),
         0,
     );
     println!("   validation meta-loss before training: {:.5}", best.0);
     let start = Instant::now();
-    for step in 0..sizes.meta_steps {
-        let batch = (0..sizes.batch)
-            .map(|_| (part.sample)(&mut rng))
-            .collect::<Result<Vec<P>, _>>()?;
-        let report = trainer.step(&mut model, &batch)?;
-        if quick || step % 10 == 0 || step + 1 == sizes.meta_steps {
+    for window in 1..=sizes.windows {
+        let report = trainer.step(&mut model, part.train)?;
+        if window % sizes.report_every == 0 || window == sizes.windows {
             println!(
-                "   meta-step {:>4}/{}: segment loss {:.5}, |meta-grad| {:.3e}, {:.1}s",
-                step + 1,
-                sizes.meta_steps,
-                report.loss,
+                "   window {window:>4}/{}: meta-loss {:.5}, |meta-grad| {:.3e}, {:.1}s",
+                sizes.windows,
+                report.meta_loss,
                 report.grad_norm,
                 start.elapsed().as_secs_f64()
             );
         }
-        if (step + 1) % sizes.validate_every == 0 || step + 1 == sizes.meta_steps {
-            let v = pa_meta_loss(&model, &validation, k);
+        if let Some(w) = report.warning {
+            println!("   warning: {w}");
+        }
+        if window % sizes.validate_every == 0 || window == sizes.windows {
+            let v = meta_loss(&Frozen(&model), &validation)?;
             let improved = v < best.0;
             if improved {
-                best = (v, model.params().clone(), step + 1);
+                best = (v, model.params().clone(), window);
             }
             println!(
-                "   validation meta-loss after {} meta-steps: {v:.5}{}",
-                step + 1,
+                "   validation meta-loss after {window} windows: {v:.5}{}",
                 if improved { " (best)" } else { "" }
             );
         }
     }
     println!(
-        "   keeping the meta-parameters after {} meta-steps (validation meta-loss {:.5})",
+        "   keeping the meta-parameters after {} windows (validation meta-loss {:.5})",
         best.2, best.0
     );
     model.set_params(best.1)?;
@@ -220,21 +246,20 @@ where
         .params()
         .save(&out_dir.join(format!("pa_{name}.params")))?;
     let wrapped = ConvergentPa::new(model.clone(), BUDGET, DECAY)?;
-    // Test instances come from their own seeds, never seen in training.
-    for (tag, label, sampler, test_seed) in [
-        (
-            "in",
-            "in distribution",
-            &part.test as &dyn Fn(&mut StdRng) -> Result<P, ProblemError>,
-            seed ^ 0x7e57,
-        ),
-        ("shift", "shifted", &part.shifted, seed ^ 0x5_41f7),
+    let methods: [(&'static str, &dyn Algorithm<f64>); 4] = [
+        ("ISTA", &ProxGradient::ista()),
+        ("FISTA", &ProxGradient::fista()),
+        ("L2O-PA", &Frozen(&model)),
+        ("Convergent L2O-PA", &Frozen(&wrapped)),
+    ];
+    for (tag, label, family, test_seed) in [
+        ("in", "in distribution", part.train, seed ^ 0x7e57),
+        ("shift", "shifted", part.shifted, seed ^ 0x5_41f7),
     ] {
-        let mut rng = StdRng::seed_from_u64(test_seed);
-        let problems = (0..sizes.eval_instances)
-            .map(|_| sampler(&mut rng))
-            .collect::<Result<Vec<P>, _>>()?;
-        let curves = evaluate(&problems, &model, &wrapped, &sizes);
+        let started = Instant::now();
+        let instances = draw(family, sizes.eval_instances, test_seed)?;
+        let (curves, diverged) = evaluate(&instances, &methods, &sizes)?;
+        let seconds = started.elapsed().as_secs_f64();
         let stem = format!("pa_{name}_{tag}");
         write_csv(&out_dir.join(format!("{stem}.csv")), &curves)?;
         let refs: Vec<(&str, &[f64])> = curves.iter().map(|(n, c)| (*n, c.as_slice())).collect();
@@ -243,17 +268,21 @@ where
             &format!("L2O-PA on {name}, {label}"),
             "mean (F - F*) / F*",
             &refs,
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         print!(
-            "   {label}: mean relative error at k = 100 / {}:",
+            "   {label} ({seconds:.1}s): mean relative error at k = 100 / {}:",
             sizes.eval_iterations
         );
-        for (n, c) in &curves {
+        for ((n, c), d) in curves.iter().zip(&diverged) {
             print!(
                 "  {n} {:.2e} / {:.2e}",
                 c[100.min(c.len() - 1)],
                 c[c.len() - 1]
             );
+            if *d > 0 {
+                print!(" ({d} of {} runs diverged)", instances.len());
+            }
         }
         println!();
     }
@@ -262,30 +291,49 @@ where
 
 type Curves = Vec<(&'static str, Vec<f64>)>;
 
-fn evaluate<P: CompositeProblem<f64>>(
-    problems: &[P],
-    model: &L2oPa<f64>,
-    wrapped: &ConvergentPa<f64>,
+/// Per method, the mean over instances of `(F(x_k) - F*) / F*` for `k = 0..=iterations` (NaN
+/// from where a run diverged), and how many runs end above where they started (or not finite).
+fn evaluate(
+    instances: &[Sampled<f64>],
+    methods: &[(&'static str, &dyn Algorithm<f64>)],
     sizes: &Sizes,
-) -> Curves {
+) -> Res<(Curves, Vec<usize>)> {
     let iters = sizes.eval_iterations;
-    let names = ["ISTA", "FISTA", "L2O-PA", "Convergent L2O-PA"];
-    let mut sums = vec![vec![0.0; iters + 1]; names.len()];
-    for p in problems {
-        let f_star = reference_optimum(p, sizes.fstar_iterations);
-        let runs = [
-            ProxGradient::ista(p).objectives(p, iters),
-            ProxGradient::fista(p).objectives(p, iters),
-            model.objectives(p, iters),
-            wrapped.objectives(p, iters),
-        ];
-        for (sum, run) in sums.iter_mut().zip(&runs) {
-            for (s, f) in sum.iter_mut().zip(run) {
-                *s += relative_error(*f, f_star) / problems.len() as f64;
-            }
-        }
-    }
-    names.into_iter().zip(sums).collect()
+    let cfg = RunConfig::bare(iters).with(probes::objective(iters));
+    let per_instance = instances
+        .par_iter()
+        .map(|s| {
+            let f_star = reference_optimum(&*s.problem, sizes.fstar_iterations)?;
+            methods
+                .iter()
+                .map(|(_, alg)| {
+                    let mut f = run(*alg, &*s.problem, &s.x0, &cfg)?
+                        .trace
+                        .values("objective");
+                    f.resize(iters + 1, f64::NAN);
+                    Ok(f.into_iter().map(|f| relative_error(f, f_star)).collect())
+                })
+                .collect::<Res<Vec<Vec<f64>>>>()
+        })
+        .collect::<Res<Vec<_>>>()?;
+    let n = instances.len() as f64;
+    let curves = methods
+        .iter()
+        .enumerate()
+        .map(|(m, (label, _))| {
+            let mean = (0..=iters)
+                .map(|k| per_instance.iter().map(|runs| runs[m][k]).sum::<f64>() / n)
+                .collect();
+            (*label, mean)
+        })
+        .collect();
+    let diverged = (0..methods.len())
+        .map(|m| {
+            let up = |r: &[f64]| r[iters].is_nan() || r[iters] > r[0];
+            per_instance.iter().filter(|runs| up(&runs[m])).count()
+        })
+        .collect();
+    Ok((curves, diverged))
 }
 
 fn write_csv(path: &Path, curves: &Curves) -> Res<()> {

@@ -1,112 +1,245 @@
-//! Recording a learned optimizer's trajectory on a task and its meta-loss (7) of Martin &
-//! Furieri: `L = Σ_t α |∇f(x_t)|² + γ_t f(x_t)`, with `γ_t = decay^(T-1-t)` (the paper: α = 0,
-//! decay 0.95). The inner gradients are taken on the tape, so the meta-gradient includes the
-//! second-order terms, unless the first-order switch cuts them (`stop_gradient` on `∇f`).
+//! Recording a window of a learned optimizer's trajectory and its meta-loss. The inner
+//! gradients are taken on the tape, so the meta-gradient includes the second-order terms unless
+//! the run is first order (`∇f` a constant then).
 
-use super::{Learned, Task};
-use crate::models::Bound;
+use super::loss::{MetaLoss, TermContext};
+use crate::optim::{Evaluation, OptState, OptimError, Optimizer, Oracle, Recording};
+use crate::problems::{all_finite, Problem};
 use crate::tape::{Scalar, Var};
-use nalgebra::DMatrix;
 
-/// Weights of the meta-loss.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct MetaLoss {
-    /// α: weight of `|∇f(x_t)|²` (constant in t).
-    pub grad_weight: f64,
-    /// γ_t = decay^(T-1-t): later iterates weigh more when decay < 1.
-    pub decay: f64,
-}
-
-impl MetaLoss {
-    /// The paper's: α = 0, γ_t = 0.95^(T-1-t).
-    pub const PAPER: MetaLoss = MetaLoss {
-        grad_weight: 0.0,
-        decay: 0.95,
-    };
-
-    /// γ_t for a horizon of `horizon` steps.
-    pub fn gamma(&self, t: usize, horizon: usize) -> f64 {
-        self.decay.powi((horizon - 1 - t) as i32)
-    }
-}
-
-/// How a trajectory is unrolled for the meta-gradient.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Unroll {
-    /// Number of inner steps T.
-    pub horizon: usize,
-    /// The meta-loss weights.
-    pub meta_loss: MetaLoss,
-    /// Drop the second-order terms (Andrychowicz et al.'s approximation).
-    pub first_order: bool,
-    /// Truncated BPTT: cut gradient paths every this many steps (`None`: full BPTT).
-    pub truncation: Option<usize>,
-}
-
-impl Unroll {
-    /// The paper's: T = 50, its meta-loss, second-order terms, full BPTT.
-    pub const PAPER: Unroll = Unroll {
-        horizon: 50,
-        meta_loss: MetaLoss::PAPER,
-        first_order: false,
-        truncation: None,
-    };
-}
-
-/// A recorded unroll.
-pub struct Unrolled<'t, T: Scalar> {
-    /// The meta-loss (1 x 1), differentiable w.r.t. the bound meta-parameters.
-    pub meta_loss: Var<'t, T>,
-    /// `f(x_t)` for t = 0..T.
+/// A recorded window of inner steps.
+pub struct Window<'t, T: Scalar> {
+    /// The window's meta-loss (1 x 1): the sum, or the mean, of its terms.
+    pub loss: Var<'t, T>,
+    /// `f` at every evaluated point of the window, in step order.
     pub losses: Vec<f64>,
-    /// The last iterate `x_T`.
-    pub last: DMatrix<T>,
-    /// The first inner step whose `f` or `∇f` was not finite, if any.
-    pub non_finite_at: Option<usize>,
+    /// How many terms the window's loss has.
+    pub terms: usize,
 }
 
-/// Records `cfg.horizon` steps of `opt` (meta-parameters `bound`) on `task` from `x0`.
-pub fn unroll<'t, T: Scalar, L: Learned<T> + ?Sized>(
-    opt: &L,
-    bound: &Bound<'t, T>,
-    task: &dyn Task<T>,
-    x0: &DMatrix<T>,
-    cfg: &Unroll,
-) -> Unrolled<'t, T> {
-    let tape = bound.vars().first().expect("meta-parameters").tape();
-    let mut x = tape.param(x0.clone());
-    let mut rollout = opt.begin(bound, x);
-    let mut meta_loss = tape.scalar(T::zero());
-    let mut losses = Vec::with_capacity(cfg.horizon);
-    let mut non_finite_at = None;
-    for t in 0..cfg.horizon {
-        if let Some(k) = cfg.truncation {
-            if t > 0 && t % k == 0 {
-                x = tape.param(x.value());
-                rollout.detach();
+/// Why a window could not be recorded.
+#[derive(Debug)]
+pub enum WindowError {
+    /// `f` or `∇f` was not finite at this inner step.
+    NonFinite {
+        /// The inner step.
+        step: usize,
+    },
+    /// The optimizer refused the problem or a step.
+    Optim {
+        /// The inner step.
+        step: usize,
+        /// Why.
+        error: OptimError,
+    },
+    /// The meta-loss cannot score this trajectory.
+    Loss(String),
+}
+
+/// What a window needs besides the state.
+pub struct WindowSpec<'a, T: Scalar> {
+    /// The problem.
+    pub problem: &'a dyn Problem<T>,
+    /// The meta-loss.
+    pub meta_loss: &'a dyn MetaLoss<T>,
+    /// The trajectory's horizon `T` (the window stops there).
+    pub horizon: usize,
+    /// At most this many updates.
+    pub length: usize,
+    /// Differentiate through `∇f`.
+    pub second_order: bool,
+}
+
+/// Records up to `spec.length` updates of `opt` from `state` (stopping at the horizon) and
+/// the window's meta-loss; `start_loss` is `f` at the trajectory's first point (set here when
+/// the window starts the trajectory).
+pub fn unroll_window<'t, T: Scalar>(
+    opt: &dyn Optimizer<'t, T>,
+    state: &mut OptState<'t, T>,
+    spec: &WindowSpec<'_, T>,
+    start_loss: &mut Option<f64>,
+) -> Result<Window<'t, T>, WindowError> {
+    let tape = state.x().tape();
+    let recording = Recording::On {
+        second_order: spec.second_order,
+    };
+    let oracle = |t: usize| Oracle::new(spec.problem, tape, t, recording);
+    let after = spec.meta_loss.after_update();
+    let from = state.step();
+    let to = (from + spec.length).min(spec.horizon);
+    let mut loss = tape.scalar(T::zero());
+    let mut terms = 0;
+    let mut losses = Vec::with_capacity(to.saturating_sub(from) + 1);
+    let mut add_term = |loss: &mut Var<'t, T>, ctx: &TermContext<'_, 't, T>| {
+        if let Some(term) = spec.meta_loss.term(ctx) {
+            *loss = *loss + term;
+            terms += 1;
+        }
+    };
+    let mut at = oracle(from).evaluate(opt.query(state));
+    let f = finite_loss(&at, from, true)?;
+    losses.push(f);
+    let start = match *start_loss {
+        Some(s) => s,
+        None => {
+            spec.meta_loss
+                .check(spec.problem, f)
+                .map_err(WindowError::Loss)?;
+            *start_loss = Some(f);
+            f
+        }
+    };
+    let context = |t: usize, at: &Evaluation<'t, T>, grad: bool| TermContext {
+        step: t,
+        horizon: spec.horizon,
+        point: at.point,
+        loss: at.loss,
+        grad: grad.then_some(at.grad),
+        start_loss: start,
+        problem: spec.problem,
+    };
+    for t in from..to {
+        if !after {
+            add_term(&mut loss, &context(t, &at, true));
+        }
+        opt.update(state, &at, &oracle(t))
+            .map_err(|error| WindowError::Optim { step: t, error })?;
+        state.advance();
+        let next = t + 1;
+        if next < to {
+            at = oracle(next).evaluate(opt.query(state));
+            losses.push(finite_loss(&at, next, true)?);
+            if after {
+                add_term(&mut loss, &context(next, &at, true));
             }
+        } else if after {
+            // The window's last point: its loss is scored, its gradient is the next window's.
+            let point = opt.query(state);
+            let f = spec.problem.loss(point, next);
+            let last = Evaluation {
+                point,
+                loss: f,
+                grad: f,
+            };
+            losses.push(finite_loss(&last, next, false)?);
+            add_term(&mut loss, &context(next, &last, false));
         }
-        let f = task.loss(x, t);
-        let mut g = tape.grad(&[f], &[x], !cfg.first_order)[0];
-        if cfg.first_order {
-            g = g.stop_gradient();
-        }
-        let fv = f.scalar();
-        losses.push(fv.as_f64());
-        if non_finite_at.is_none() && (!fv.is_finite() || !super::all_finite(&g.value_ref())) {
-            non_finite_at = Some(t);
-        }
-        let gamma = cfg.meta_loss.gamma(t, cfg.horizon);
-        meta_loss = meta_loss + f.scale(T::cast(gamma));
-        if cfg.meta_loss.grad_weight != 0.0 {
-            meta_loss = meta_loss + g.square().sum().scale(T::cast(cfg.meta_loss.grad_weight));
-        }
-        x = x + rollout.step(x, g, f);
     }
-    Unrolled {
-        meta_loss,
+    if spec.meta_loss.mean() && terms > 0 {
+        loss = loss.scale(T::cast(1.0 / terms as f64));
+    }
+    Ok(Window {
+        loss,
         losses,
-        last: x.value(),
-        non_finite_at,
+        terms,
+    })
+}
+
+/// `f` at `at` as a number, if it (and `∇f` when `with_grad`) is finite.
+fn finite_loss<T: Scalar>(
+    at: &Evaluation<'_, T>,
+    step: usize,
+    with_grad: bool,
+) -> Result<f64, WindowError> {
+    let f = at.loss.scalar();
+    if f.is_finite() && (!with_grad || all_finite(&at.grad.value_ref())) {
+        Ok(f.as_f64())
+    } else {
+        Err(WindowError::NonFinite { step })
     }
+}
+
+/// A window scored off the record: its meta-loss as a number.
+pub struct Scored {
+    /// The window's meta-loss: the sum, or the mean, of its terms.
+    pub loss: f64,
+    /// `f` at every evaluated point of the window, in step order.
+    pub losses: Vec<f64>,
+}
+
+/// [`unroll_window`] without recording (evolution strategies): the same steps and terms, with
+/// values only; the tape is truncated after every step, so memory does not grow with the
+/// window.
+pub fn score_window<'t, T: Scalar>(
+    opt: &dyn Optimizer<'t, T>,
+    state: &mut OptState<'t, T>,
+    spec: &WindowSpec<'_, T>,
+    start_loss: &mut Option<f64>,
+) -> Result<Scored, WindowError> {
+    let tape = state.x().tape();
+    let oracle = |t: usize| Oracle::new(spec.problem, tape, t, Recording::Off);
+    let after = spec.meta_loss.after_update();
+    let from = state.step();
+    let to = (from + spec.length).min(spec.horizon);
+    let mark = tape.mark();
+    let (mut sum, mut terms) = (0.0, 0usize);
+    let mut losses = Vec::with_capacity(to.saturating_sub(from) + 1);
+    let mut start = *start_loss;
+    let mut term =
+        |t: usize, at: &Evaluation<'t, T>, grad: bool, start: f64| -> Result<(), WindowError> {
+            let ctx = TermContext {
+                step: t,
+                horizon: spec.horizon,
+                point: at.point,
+                loss: at.loss,
+                grad: grad.then_some(at.grad),
+                start_loss: start,
+                problem: spec.problem,
+            };
+            if let Some(v) = tape.no_grad(|| spec.meta_loss.term(&ctx)) {
+                sum += v.scalar().as_f64();
+                terms += 1;
+            }
+            Ok(())
+        };
+    for t in from..=to {
+        let last = t == to;
+        if last && !after {
+            break;
+        }
+        let at = if last {
+            // The window's last point is only scored.
+            let point = opt.query(state);
+            let f = tape.no_grad(|| spec.problem.loss(point, t));
+            Evaluation {
+                point,
+                loss: f,
+                grad: f,
+            }
+        } else {
+            oracle(t).evaluate(opt.query(state))
+        };
+        let f = finite_loss(&at, t, !last)?;
+        losses.push(f);
+        let s = match start {
+            Some(s) => s,
+            None => {
+                spec.meta_loss
+                    .check(spec.problem, f)
+                    .map_err(WindowError::Loss)?;
+                start = Some(f);
+                f
+            }
+        };
+        if after && t > from {
+            term(t, &at, !last, s)?;
+        }
+        if last {
+            break;
+        }
+        if !after {
+            term(t, &at, true, s)?;
+        }
+        tape.no_grad(|| opt.update(state, &at, &oracle(t)))
+            .map_err(|error| WindowError::Optim { step: t, error })?;
+        state.advance();
+        let values = state.values();
+        tape.truncate(mark);
+        *state = OptState::restore(tape, &values, false);
+    }
+    *start_loss = start;
+    if spec.meta_loss.mean() && terms > 0 {
+        sum /= terms as f64;
+    }
+    Ok(Scored { loss: sum, losses })
 }

@@ -6,162 +6,13 @@
 //! `W` stored `out x in` (PyTorch's layout) through a transposed product, which costs no
 //! copy. Biases, 1-D tensors in PyTorch, are stored as `out x 1` columns.
 //!
-//! This file also holds what the MLP and the LSTMs share: [`ParamSource`] (where a forward
-//! pass finds its parameters), [`BuildError`], and the initialization specs.
+//! Models hold no parameter values ([`Model`]): a layer or an MLP describes its tensors and
+//! reads them, by name, from whatever [`ParamSource`] a forward pass is given.
 
-use super::{Activation, Bound, Params, ParamsError};
+use super::spec::{config_error, join, Init, Model, ParamSource, Spec};
+use super::{Activation, BuildError};
 use crate::tape::{Scalar, Var};
-use nalgebra::DMatrix;
-use rand::Rng;
-use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
-use std::fmt;
-
-/// Named parameter variables a forward pass reads: a [`Bound`], or a list of
-/// `(name, Var)` pairs (how gradient checks hand in their own leaves).
-pub trait ParamSource<'t, T: Scalar> {
-    /// The variable of parameter `name`; panics with the name if there is none.
-    fn param(&self, name: &str) -> Var<'t, T>;
-}
-
-impl<'t, T: Scalar> ParamSource<'t, T> for Bound<'t, T> {
-    fn param(&self, name: &str) -> Var<'t, T> {
-        self.get(name)
-    }
-}
-
-/// A [`Bound`] seen through a name prefix: `param("w")` reads `prefix.w`.
-pub struct Prefixed<'b, 't, T: Scalar> {
-    /// The parameters of the whole composite model.
-    pub bound: &'b Bound<'t, T>,
-    /// The part's prefix, without the dot.
-    pub prefix: &'b str,
-}
-
-impl<'t, T: Scalar> ParamSource<'t, T> for Prefixed<'_, 't, T> {
-    fn param(&self, name: &str) -> Var<'t, T> {
-        self.bound.get_prefixed(self.prefix, name)
-    }
-}
-
-impl<'t, T: Scalar, S: AsRef<str>> ParamSource<'t, T> for [(S, Var<'t, T>)] {
-    fn param(&self, name: &str) -> Var<'t, T> {
-        self.iter()
-            .find(|(n, _)| n.as_ref() == name)
-            .map(|(_, v)| *v)
-            .unwrap_or_else(|| panic!("no parameter variable named '{name}'"))
-    }
-}
-
-impl<'t, T: Scalar, S: AsRef<str>> ParamSource<'t, T> for Vec<(S, Var<'t, T>)> {
-    fn param(&self, name: &str) -> Var<'t, T> {
-        self.as_slice().param(name)
-    }
-}
-
-/// Why a model could not be built: an invalid configuration, or parameters that do not fit.
-#[derive(Debug)]
-pub enum BuildError {
-    /// The configuration is invalid (a zero size, say).
-    Config {
-        /// The model ("MLP", "LSTM cell", ...).
-        model: &'static str,
-        /// What is wrong.
-        detail: String,
-    },
-    /// Given parameters miss a tensor, have an extra one, or one of the wrong shape.
-    Params {
-        /// The model.
-        model: &'static str,
-        /// The mismatch, naming the tensor.
-        error: ParamsError,
-    },
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BuildError::Config { model, detail } => {
-                write!(f, "invalid {model} configuration: {detail}")
-            }
-            BuildError::Params { model, error } => {
-                write!(f, "parameters do not fit the {model}: {error}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for BuildError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            BuildError::Params { error, .. } => Some(error),
-            BuildError::Config { .. } => None,
-        }
-    }
-}
-
-pub(crate) fn config_error<R>(model: &'static str, detail: String) -> Result<R, BuildError> {
-    Err(BuildError::Config { model, detail })
-}
-
-/// How a parameter tensor is drawn.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Init {
-    /// Uniform in `[-bound, bound)` (PyTorch's default for `nn.Linear` and `nn.LSTMCell`).
-    Uniform(f64),
-    /// Normal with mean 0 and this standard deviation.
-    Normal(f64),
-}
-
-/// One parameter tensor of a model: its name, shape and initialization.
-#[derive(Clone, Debug)]
-pub(crate) struct Spec {
-    pub name: String,
-    pub shape: (usize, usize),
-    pub init: Init,
-}
-
-/// Draws every tensor of `specs` in order. Values are drawn in f64 and rounded, so f32 and
-/// f64 models built from the same seed agree up to rounding.
-pub(crate) fn init_params<T: Scalar>(specs: &[Spec], rng: &mut impl Rng) -> Params<T> {
-    let mut p = Params::new();
-    for s in specs {
-        let (r, c) = s.shape;
-        let m = match s.init {
-            Init::Uniform(b) => DMatrix::from_fn(r, c, |_, _| T::cast(rng.gen_range(-b..b))),
-            Init::Normal(std) => {
-                let normal = Normal::new(0.0, std).expect("a finite, positive standard deviation");
-                DMatrix::from_fn(r, c, |_, _| T::cast(normal.sample(rng)))
-            }
-        };
-        p.insert(&s.name, m);
-    }
-    p
-}
-
-/// Checks that `params` holds exactly the tensors of `specs`, with their shapes.
-pub(crate) fn check_params<T: Scalar>(
-    model: &'static str,
-    specs: &[Spec],
-    params: &Params<T>,
-) -> Result<(), BuildError> {
-    let mut expected = Params::new();
-    for s in specs {
-        expected.insert(&s.name, DMatrix::zeros(s.shape.0, s.shape.1));
-    }
-    params
-        .check_matches(&expected)
-        .map_err(|error| BuildError::Params { model, error })
-}
-
-/// `prefix.name`, or `name` alone for an empty prefix (a bare PyTorch module).
-pub(crate) fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_string()
-    } else {
-        format!("{prefix}.{name}")
-    }
-}
 
 /// A dense layer `y = x Wᵀ + bᵀ` on a batch of rows, with parameters `<prefix>.weight`
 /// (`out x in`) and `<prefix>.bias` (`out x 1`), as PyTorch's `nn.Linear`.
@@ -212,36 +63,10 @@ impl Linear {
         &self.bias
     }
 
-    /// Number of scalars, `out * in + out`.
-    pub fn num_params(&self) -> usize {
-        self.out_features * (self.in_features + 1)
-    }
-
-    pub(crate) fn specs(&self) -> Vec<Spec> {
-        let bound = 1.0 / (self.in_features as f64).sqrt();
-        vec![
-            Spec {
-                name: self.weight.clone(),
-                shape: (self.out_features, self.in_features),
-                init: Init::Uniform(bound),
-            },
-            Spec {
-                name: self.bias.clone(),
-                shape: (self.out_features, 1),
-                init: Init::Uniform(bound),
-            },
-        ]
-    }
-
-    /// Fresh parameters with PyTorch's initialization, uniform in `±1/sqrt(in)` for both.
-    pub fn init_params<T: Scalar>(&self, rng: &mut impl Rng) -> Params<T> {
-        init_params(&self.specs(), rng)
-    }
-
     /// `x Wᵀ + bᵀ` for a `B x in` batch; panics if `x` does not have `in` columns.
     ///
     /// ```
-    /// use convergent_l2o::models::Linear;
+    /// use convergent_l2o::models::{Linear, Model};
     /// use convergent_l2o::tape::Tape;
     /// use nalgebra::dmatrix;
     /// use rand::{rngs::StdRng, SeedableRng};
@@ -280,7 +105,7 @@ impl Linear {
     /// `in x 1`.
     ///
     /// ```
-    /// use convergent_l2o::models::Linear;
+    /// use convergent_l2o::models::{Linear, Model};
     /// use convergent_l2o::tape::Tape;
     /// use nalgebra::dmatrix;
     /// use rand::{rngs::StdRng, SeedableRng};
@@ -307,6 +132,24 @@ impl Linear {
             self.in_features
         );
         p.param(&self.weight).matmul(x) + p.param(&self.bias)
+    }
+}
+
+impl Model for Linear {
+    fn kind(&self) -> &'static str {
+        "linear layer"
+    }
+    /// PyTorch's initialization: weight and bias uniform in `±1/sqrt(in)`.
+    fn specs(&self) -> Vec<Spec> {
+        let bound = 1.0 / (self.in_features as f64).sqrt();
+        vec![
+            Spec::new(
+                &self.weight,
+                (self.out_features, self.in_features),
+                Init::Uniform(bound),
+            ),
+            Spec::new(&self.bias, (self.out_features, 1), Init::Uniform(bound)),
+        ]
     }
 }
 
@@ -391,19 +234,20 @@ impl MlpConfig {
     }
 }
 
-/// A multilayer perceptron on a batch of rows, owning its parameters.
+/// A multilayer perceptron on a batch of rows; its parameters live in a [`crate::models::Params`]
+/// the caller owns.
 ///
 /// ```
-/// use convergent_l2o::models::{Activation, Mlp, MlpConfig};
+/// use convergent_l2o::models::{Activation, Mlp, MlpConfig, Model};
 /// use convergent_l2o::tape::Tape;
 /// use nalgebra::DMatrix;
 /// use rand::{rngs::StdRng, SeedableRng};
 ///
-/// let mlp = Mlp::<f64>::new(MlpConfig::new(&[4, 8, 2], Activation::Tanh),
-///                           &mut StdRng::seed_from_u64(1)).unwrap();
+/// let mlp = Mlp::new(MlpConfig::new(&[4, 8, 2], Activation::Tanh)).unwrap();
+/// let params = mlp.init_params::<f64>(&mut StdRng::seed_from_u64(1));
 /// assert_eq!(mlp.num_params(), 4 * 8 + 8 + 8 * 2 + 2);
 /// let tape = Tape::new();
-/// let p = mlp.params().bind(&tape);
+/// let p = params.bind(&tape);
 /// let x = tape.constant(DMatrix::from_element(5, 4, 0.1)); // 5 samples
 /// let y = mlp.forward(&p, x);
 /// assert_eq!(y.shape(), (5, 2));
@@ -411,37 +255,26 @@ impl MlpConfig {
 /// assert_eq!(grads[0].shape(), (8, 4)); // layers.0.weight, out x in
 /// ```
 #[derive(Clone, Debug, PartialEq)]
-pub struct Mlp<T: Scalar> {
+pub struct Mlp {
     config: MlpConfig,
     layers: Vec<Linear>,
-    params: Params<T>,
 }
 
-impl<T: Scalar> Mlp<T> {
-    /// A fresh MLP with PyTorch's initialization (uniform `±1/sqrt(fan_in)`, weights and
-    /// biases), drawn from `rng`; errors on an invalid configuration.
-    pub fn new(config: MlpConfig, rng: &mut impl Rng) -> Result<Self, BuildError> {
-        let layers = config.layers()?;
-        let specs: Vec<Spec> = layers.iter().flat_map(Linear::specs).collect();
-        let params = init_params(&specs, rng);
-        Ok(Mlp {
-            config,
-            layers,
-            params,
-        })
+impl Model for Mlp {
+    fn kind(&self) -> &'static str {
+        "MLP"
     }
+    fn specs(&self) -> Vec<Spec> {
+        self.layers.iter().flat_map(Linear::specs).collect()
+    }
+}
 
-    /// The MLP of `config` with given (loaded) parameters; errors naming the first tensor
-    /// that is missing, extra or of the wrong shape.
-    pub fn from_params(config: MlpConfig, params: Params<T>) -> Result<Self, BuildError> {
+impl Mlp {
+    /// The MLP of `config` (PyTorch's initialization: uniform `±1/sqrt(fan_in)`, weights and
+    /// biases); errors on an invalid configuration.
+    pub fn new(config: MlpConfig) -> Result<Self, BuildError> {
         let layers = config.layers()?;
-        let specs: Vec<Spec> = layers.iter().flat_map(Linear::specs).collect();
-        check_params("MLP", &specs, &params)?;
-        Ok(Mlp {
-            config,
-            layers,
-            params,
-        })
+        Ok(Mlp { config, layers })
     }
 
     /// The architecture.
@@ -454,33 +287,17 @@ impl<T: Scalar> Mlp<T> {
         &self.layers
     }
 
-    /// The parameters (bind them to a tape to run the model).
-    pub fn params(&self) -> &Params<T> {
-        &self.params
-    }
-
-    /// The parameters, mutably, for an outer optimizer; shapes must not change.
-    pub fn params_mut(&mut self) -> &mut Params<T> {
-        &mut self.params
-    }
-
-    /// The parameters, consuming the model (to save them, say).
-    pub fn into_params(self) -> Params<T> {
-        self.params
-    }
-
-    /// Total number of scalars.
-    pub fn num_params(&self) -> usize {
-        self.params.num_scalars()
-    }
-
     /// Outputs (`B x out`) of a batch of inputs (`B x in`, one row per sample).
-    pub fn forward<'t>(&self, p: &(impl ParamSource<'t, T> + ?Sized), x: Var<'t, T>) -> Var<'t, T> {
+    pub fn forward<'t, T: Scalar>(
+        &self,
+        p: &(impl ParamSource<'t, T> + ?Sized),
+        x: Var<'t, T>,
+    ) -> Var<'t, T> {
         self.through_layers(x, |layer, h| layer.forward(p, h))
     }
 
     /// Applies every layer (by `layer`) and its activation, input first.
-    fn through_layers<'t>(
+    fn through_layers<'t, T: Scalar>(
         &self,
         x: Var<'t, T>,
         layer: impl Fn(&Linear, Var<'t, T>) -> Var<'t, T>,
@@ -499,7 +316,7 @@ impl<T: Scalar> Mlp<T> {
     /// Output (`out x 1`) of one input given as a column (`in x 1`), the layout of the
     /// optimizee's flat parameters: every layer computes `W h + b` on columns, so nothing is
     /// reshaped or transposed (the same numbers as [`Mlp::forward`] on a one-row batch).
-    pub fn forward_column<'t>(
+    pub fn forward_column<'t, T: Scalar>(
         &self,
         p: &(impl ParamSource<'t, T> + ?Sized),
         x: Var<'t, T>,
@@ -524,29 +341,21 @@ mod tests {
 
     #[test]
     fn invalid_configurations_are_refused_with_a_message() {
-        let mut rng = StdRng::seed_from_u64(0);
-        let err = |c: MlpConfig| {
-            Mlp::<f64>::new(c, &mut rng.clone())
-                .unwrap_err()
-                .to_string()
-        };
+        let err = |c: MlpConfig| Mlp::new(c).unwrap_err().to_string();
         assert!(err(MlpConfig::new(&[3], Activation::Relu)).contains("at least"));
         assert!(err(MlpConfig::new(&[3, 0, 2], Activation::Relu)).contains("positive"));
         let names = MlpConfig::new(&[3, 2], Activation::Relu).with_layer_names(&["a", "b"]);
         assert!(err(names).contains("2 layer names for 1 layers"));
         let repeated = MlpConfig::new(&[3, 2, 2], Activation::Relu).with_layer_names(&["a", "a"]);
         assert!(err(repeated).contains("repeated"));
-        assert!(Mlp::<f64>::new(MlpConfig::new(&[3, 2], Activation::Relu), &mut rng).is_ok());
+        assert!(Mlp::new(MlpConfig::new(&[3, 2], Activation::Relu)).is_ok());
     }
 
     #[test]
     fn initialization_respects_pytorch_bounds() {
-        let mlp = Mlp::<f64>::new(
-            MlpConfig::new(&[100, 4, 1], Activation::Tanh),
-            &mut StdRng::seed_from_u64(3),
-        )
-        .unwrap();
-        for (name, m) in mlp.params().iter() {
+        let mlp = Mlp::new(MlpConfig::new(&[100, 4, 1], Activation::Tanh)).unwrap();
+        let params = mlp.init_params::<f64>(&mut StdRng::seed_from_u64(3));
+        for (name, m) in params.iter() {
             let fan_in = if name.starts_with("layers.0") {
                 100.0
             } else {
@@ -556,7 +365,7 @@ mod tests {
             assert!(m.iter().all(|v| v.abs() <= bound), "{name}");
         }
         // Weights of the first layer fill their range (400 draws).
-        let w = mlp.params().get("layers.0.weight");
+        let w = params.get("layers.0.weight");
         assert!(w.max() > 0.08 && w.min() < -0.08);
     }
 }

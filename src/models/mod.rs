@@ -1,7 +1,9 @@
 //! Models on the tape: building blocks of optimizees and learned optimizers.
 //!
-//! A model keeps its parameters off the tape in a [`Params`] (serializable, updated by an
-//! outer optimizer) and runs on a tape through [`Params::bind`] (trainable leaves) or
+//! A model holds no parameter values: it describes its tensors ([`Model`]: names, shapes,
+//! initialization) and reads them by name from the variables its caller binds on a tape
+//! ([`ParamSource`]). The values live in one [`Params`] owned by the learned optimizer (or
+//! whoever trains the model), put on a tape by [`Params::bind`] (trainable leaves) or
 //! [`Params::bind_constants`] (evaluation).
 
 mod activation;
@@ -10,12 +12,16 @@ pub mod mlp;
 mod params;
 pub mod ren;
 mod safetensors;
+mod spec;
 
 pub use activation::Activation;
 pub use lstm::{
     CellState, CoordinatewiseConfig, CoordinatewiseLstm, LstmCell, LstmState, Preprocessing,
     StackedLstm, TwoLayerLstm,
 };
-pub use mlp::{BuildError, Linear, Mlp, MlpConfig, ParamSource, Prefixed};
+pub use mlp::{Linear, Mlp, MlpConfig};
 pub use params::{bincode_options, write_atomically, Bound, Params, ParamsError};
 pub use safetensors::{read_safetensors, write_safetensors, SafetensorsError};
+pub use spec::{
+    init_from_specs, zeros_from_specs, BuildError, Init, Model, ParamSource, Prefixed, Spec,
+};

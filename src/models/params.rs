@@ -138,9 +138,10 @@ impl<T: Scalar> Params<T> {
         self.entries.iter().map(|(n, m)| (n.as_str(), m))
     }
 
-    /// Values, mutably, in insertion order (for an outer optimizer's update).
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut DMatrix<T>> {
-        self.entries.iter_mut().map(|(_, m)| m)
+    /// Names and values, mutably, in insertion order (to scale a gradient in place, say);
+    /// shapes must not change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut DMatrix<T>)> {
+        self.entries.iter_mut().map(|(n, m)| (n.as_str(), m))
     }
 
     /// Every parameter as a tape leaf that gradients can be taken with respect to.
@@ -283,22 +284,82 @@ pub fn bincode_options() -> impl bincode::Options + Copy {
         .reject_trailing_bytes()
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so
+/// a reader (or a run killed mid-write) sees the old file or the new one, never a part.
+/// Temporary files that killed writers of the same file left behind are removed first.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir.unwrap_or_else(|| Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        file_name.unwrap_or_default(),
-        std::process::id()
-    ));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    remove_stale_temporaries(dir, &file_name);
+    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)
+    let write = kill_point::count();
+    kill_point::check(write, false);
+    std::fs::rename(&tmp, path)?;
+    // The rename itself reaches the disk with the directory (best effort: not every
+    // filesystem lets a directory be opened for syncing).
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    kill_point::check(write, true);
+    Ok(())
+}
+
+/// Fault injection for kill tests: with `CONVERGENT_L2O_KILL_AT_WRITE=N` the process aborts
+/// (as `kill -9` would: no destructor, no flush) at its N-th atomic write, after the temporary
+/// file is written and before the rename; `N:after` aborts right after the rename.
+mod kill_point {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
+
+    /// The number of this write (from 1).
+    pub fn count() -> usize {
+        WRITES.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Aborts if write `n` is the configured kill point (`after`: past the rename).
+    pub fn check(n: usize, after: bool) {
+        static AT: OnceLock<Option<(usize, bool)>> = OnceLock::new();
+        let at = AT.get_or_init(|| {
+            let v = std::env::var("CONVERGENT_L2O_KILL_AT_WRITE").ok()?;
+            let (n, when) = v.split_once(':').unwrap_or((&v, "before"));
+            Some((n.trim().parse().ok()?, when.trim() == "after"))
+        });
+        if *at == Some((n, after)) {
+            std::process::abort();
+        }
+    }
+}
+
+/// Removes `.NAME.tmpPID` files of `dir` whose writer (process PID) no longer runs: what a
+/// kill between the write and the rename leaves. Best effort: errors are ignored.
+fn remove_stale_temporaries(dir: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}.tmp");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Parameters on a tape, looked up by name.
@@ -336,6 +397,11 @@ impl<'t, T: Scalar> Bound<'t, T> {
     /// All variables, in the order of the [`Params`] they came from (pass to `Tape::grad`).
     pub fn vars(&self) -> Vec<Var<'t, T>> {
         self.vars.iter().map(|(_, v)| *v).collect()
+    }
+
+    /// Names and variables, in the order of the [`Params`] they came from.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Var<'t, T>)> {
+        self.vars.iter().map(|(n, v)| (n.as_str(), *v))
     }
 }
 

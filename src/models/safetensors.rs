@@ -47,6 +47,14 @@ pub enum SafetensorsError {
         /// The shape in the file.
         found: Vec<usize>,
     },
+    /// A tensor holds a NaN or an infinity (or a value out of range of the requested
+    /// precision): the same rule as [`crate::models::Params::load`].
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+    },
     /// A tensor has a dtype other than F32 or F64.
     Dtype {
         /// The file.
@@ -87,6 +95,12 @@ impl fmt::Display for SafetensorsError {
                 "{}: tensor '{name}' has dtype {found}, expected F32 or F64",
                 path.display()
             ),
+            SafetensorsError::NonFinite { path, name } => write!(
+                f,
+                "{}: tensor '{name}' holds a NaN or an infinity (or a value out of range of the \
+                 requested precision)",
+                path.display()
+            ),
         }
     }
 }
@@ -108,7 +122,7 @@ fn file_shape<T: Scalar>(m: &DMatrix<T>) -> Vec<usize> {
 ///
 /// ```no_run
 /// use convergent_l2o::models::read_safetensors;
-/// use convergent_l2o::optim::{ConvergentL2O, StepSize};
+/// use convergent_l2o::optim::{ConvergentL2O, LearnedOptimizer, StepSize};
 /// use rand::{rngs::StdRng, SeedableRng};
 ///
 /// let mut opt = ConvergentL2O::<f32>::paper(StepSize::OriginalCode, &mut StdRng::seed_from_u64(0))?;
@@ -163,6 +177,12 @@ pub fn read_safetensors<T: Scalar>(
                 })
             }
         };
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(SafetensorsError::NonFinite {
+                path: path.into(),
+                name: name.to_string(),
+            });
+        }
         // Row-major in the file (PyTorch), column-major in nalgebra.
         out.insert(
             name,

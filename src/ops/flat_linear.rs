@@ -19,7 +19,7 @@
 //!
 //! Each VJP is again `A`, `Aᵀ` or a product, so both are differentiable to any order.
 
-use super::matmul::{gemm_into, DenseRef};
+use crate::kernels::{gemm_into, DenseRef};
 use crate::tape::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 

@@ -6,14 +6,14 @@
 //! - `C = A Bᵀ`:    `dA = G B`,   `dB = Gᵀ A`
 //! - `C = Aᵀ Bᵀ`:   `dA = Bᵀ Gᵀ`, `dB = Gᵀ Aᵀ`
 //!
-//! Each VJP is again a product of this family, so it is differentiable to any order. Products
-//! with a transposed operand run through `matrixmultiply` with swapped strides rather than
+//! Each VJP is again a product of this family, so it is differentiable to any order. The
+//! products themselves run in [`crate::kernels`], which picks a kernel by shape; products with
+//! a transposed operand go through `matrixmultiply` with swapped strides rather than
 //! nalgebra's `tr_mul`, which is 4-5x slower at these sizes (research/rust_autodiff_survey.md
 //! 4.2); nalgebra's own small-matrix fallback mis-reads strided views, so it is bypassed.
 
-use crate::tape::{
-    gemm_dot, gemm_skinny, gemm_small, Op, Scalar, Var, DOT_MAX_COLUMNS, MAX_COLUMNS,
-};
+use crate::kernels::{gemm_into, DenseRef, DOT_MAX_COLUMNS};
+use crate::tape::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 
 struct MatMulOp {
@@ -61,116 +61,6 @@ pub fn gemm<T: Scalar>(a: &DMatrix<T>, ta: bool, b: &DMatrix<T>, tb: bool) -> DM
     let mut c = DMatrix::zeros(rows, cols);
     gemm_into(a, ta, b, tb, c.as_mut_slice());
     c
-}
-
-/// A borrowed column-major matrix: `data[i + j * rows]` is entry (i, j). A flat parameter
-/// vector read as a matrix without copying it, or a `DMatrix`.
-#[derive(Clone, Copy)]
-pub(crate) struct DenseRef<'a, T> {
-    pub data: &'a [T],
-    pub rows: usize,
-    pub cols: usize,
-}
-
-impl<'a, T> DenseRef<'a, T> {
-    /// The first `rows * cols` entries of `data` as a rows x cols matrix.
-    ///
-    /// Panics if `data` is shorter.
-    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Self {
-        DenseRef {
-            data: &data[..rows * cols],
-            rows,
-            cols,
-        }
-    }
-
-    /// The shape of `op(self)`.
-    fn op_shape(&self, transposed: bool) -> (usize, usize) {
-        if transposed {
-            (self.cols, self.rows)
-        } else {
-            (self.rows, self.cols)
-        }
-    }
-
-    /// (row stride, column stride) of `op(self)`: a transpose swaps them.
-    fn strides(&self, transposed: bool) -> (usize, usize) {
-        if transposed {
-            (self.rows, 1)
-        } else {
-            (1, self.rows)
-        }
-    }
-}
-
-impl<'a, T: Scalar> From<&'a DMatrix<T>> for DenseRef<'a, T> {
-    fn from(m: &'a DMatrix<T>) -> Self {
-        DenseRef {
-            data: m.as_slice(),
-            rows: m.nrows(),
-            cols: m.ncols(),
-        }
-    }
-}
-
-/// Writes `op(a) op(b)` into `c` (column-major, zeros on entry), choosing the kernel by shape.
-///
-/// Panics with both shapes if the inner dimensions differ, or if `c` has the wrong length.
-pub(crate) fn gemm_into<T: Scalar>(
-    a: DenseRef<'_, T>,
-    ta: bool,
-    b: DenseRef<'_, T>,
-    tb: bool,
-    c: &mut [T],
-) {
-    let (ar, ac) = a.op_shape(ta);
-    let (br, bc) = b.op_shape(tb);
-    assert!(
-        ac == br,
-        "matmul: inner dimensions differ, left is {ar} x {ac}{}, right is {br} x {bc}{}",
-        if ta { " (transposed)" } else { "" },
-        if tb { " (transposed)" } else { "" }
-    );
-    assert_eq!(c.len(), ar * bc, "gemm_into: output of the wrong size");
-    if ar == 0 || ac == 0 || bc == 0 {
-        return;
-    }
-    let c = c.as_mut_ptr();
-    if ta && !tb && bc <= DOT_MAX_COLUMNS && ac >= 16 {
-        // SAFETY: `a` (ac x ar) and `b` (ac x bc) are contiguous column-major matrices and `c`
-        // holds ar x bc entries that alias neither.
-        if unsafe { gemm_dot(ar, ac, bc, a.data.as_ptr(), ac, b.data.as_ptr(), ac, c) } {
-            return;
-        }
-    }
-    if !ta && bc <= 2 * MAX_COLUMNS && ar >= 16 {
-        let (skb, sjb) = b.strides(tb);
-        let b_at = |kk: usize, j: usize| b.data[kk * skb + j * sjb];
-        // SAFETY: `a` is a contiguous ar x ac column-major matrix and `c` holds ar x bc entries.
-        if unsafe { gemm_skinny(ar, ac, bc, a.data.as_ptr(), ar, b_at, c) } {
-            return;
-        }
-    }
-    let (sa, sb) = (a.strides(ta), b.strides(tb));
-    // SAFETY: the strides address exactly the entries of `a` and `b`, whose shapes were checked
-    // above; `c` holds ar x bc zeros, as gemm_small's outer-product form requires.
-    unsafe {
-        if gemm_small(ar, ac, bc, a.data.as_ptr(), sa, b.data.as_ptr(), sb, c) {
-            return;
-        }
-        let signed = |(r, c): (usize, usize)| (r as isize, c as isize);
-        T::gemm_strided(
-            ar,
-            ac,
-            bc,
-            a.data.as_ptr(),
-            signed(sa),
-            b.data.as_ptr(),
-            signed(sb),
-            c,
-            (1, ar as isize),
-        );
-    }
 }
 
 impl<'t, T: Scalar> Var<'t, T> {

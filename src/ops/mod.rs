@@ -43,7 +43,6 @@ mod tanh;
 mod transpose;
 
 pub use matmul::gemm;
-pub(crate) use matmul::{gemm_into, DenseRef};
 pub use soft_threshold::soft_threshold_matrix;
 
 impl<'t, T: Scalar> Var<'t, T> {
@@ -94,24 +93,6 @@ impl<'t, T: Scalar> Var<'t, T> {
         let value = Var::with_values(inputs, f);
         tape.record(op, inputs, value)
     }
-}
-
-/// `Σ a_i b_i` over two equally long slices, in eight running sums added in order at the end:
-/// one running sum would wait on every addition.
-pub(crate) fn sum_of_products<T: Scalar>(a: &[T], b: &[T]) -> T {
-    debug_assert_eq!(a.len(), b.len());
-    let mut lanes = [T::zero(); 8];
-    let (head, tail) = a.split_at(a.len() - a.len() % 8);
-    for (ca, cb) in head.chunks_exact(8).zip(b.chunks_exact(8)) {
-        for ((lane, &x), &y) in lanes.iter_mut().zip(ca).zip(cb) {
-            *lane += x * y;
-        }
-    }
-    let rest = tail
-        .iter()
-        .zip(&b[head.len()..])
-        .fold(T::zero(), |s, (&x, &y)| s + x * y);
-    lanes.iter().fold(T::zero(), |s, &l| s + l) + rest
 }
 
 /// Panics unless both variables live on the same tape.

@@ -69,7 +69,7 @@ impl<'t, T: Scalar> Var<'t, T> {
         super::same_tape("dot", self, other);
         Var::record_with(DotOp, &[self, other], |v| {
             crate::tape::assert_same_shape("dot", v[0], v[1]);
-            let sum = super::sum_of_products(v[0].as_slice(), v[1].as_slice());
+            let sum = crate::kernels::dot(v[0].as_slice(), v[1].as_slice());
             nalgebra::DMatrix::from_element(1, 1, sum)
         })
     }

@@ -47,7 +47,7 @@ impl<'t, T: Scalar> Var<'t, T> {
     pub fn norm(self) -> Self {
         Var::record_with(NormOp, &[self], |v| {
             let a = v[0].as_slice();
-            nalgebra::DMatrix::from_element(1, 1, super::sum_of_products(a, a).sqrt())
+            nalgebra::DMatrix::from_element(1, 1, crate::kernels::dot(a, a).sqrt())
         })
     }
 

@@ -20,7 +20,7 @@ impl fmt::Display for HyperError {
 impl std::error::Error for HyperError {}
 
 /// `Ok` if `lo <= value < hi` (`hi` inclusive when `hi_inclusive`), else an error naming it.
-pub(crate) fn check_range(
+pub fn check_range(
     owner: &'static str,
     name: &str,
     value: f64,

@@ -7,11 +7,16 @@
 //! ```
 
 use super::hyper::{check_range, HyperError};
-use super::UpdateTensor;
+use super::interface::{hand_crafted_algorithm, tunable};
+use super::sgd::{lin, with_weight_decay};
+use super::{Evaluation, OptState, OptimError, Optimizer, Oracle, StepInfo};
+use crate::tape::{Scalar, Var};
 
-/// Hyperparameters of RMSprop (the learning rate is passed to each step).
+/// RMSprop with PyTorch's semantics (state: `square_avg`, `grad_avg`, `momentum_buffer`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RmsProp {
+    /// The learning rate.
+    pub lr: f64,
     /// Smoothing constant α of the squared-gradient average.
     pub alpha: f64,
     /// Added to the denominator's square root.
@@ -25,9 +30,10 @@ pub struct RmsProp {
 }
 
 impl Default for RmsProp {
-    /// PyTorch's defaults: α = 0.99, eps = 1e-8, no momentum, not centered.
+    /// PyTorch's defaults: lr = 1e-2, α = 0.99, eps = 1e-8, no momentum, not centered.
     fn default() -> Self {
         RmsProp {
+            lr: 1e-2,
             alpha: 0.99,
             eps: 1e-8,
             weight_decay: 0.0,
@@ -37,35 +43,27 @@ impl Default for RmsProp {
     }
 }
 
-/// Per-trajectory state of RMSprop.
-#[derive(Clone, Debug)]
-pub struct RmsPropState<X> {
-    square_avg: Option<X>,
-    grad_avg: Option<X>,
-    buffer: Option<X>,
-}
-
-impl<X> Default for RmsPropState<X> {
-    fn default() -> Self {
-        RmsPropState {
-            square_avg: None,
-            grad_avg: None,
-            buffer: None,
-        }
-    }
-}
-
 /// `α avg + (1 - α) new`, starting from a zero average.
-fn ema<X: UpdateTensor>(avg: Option<X>, new: &X, alpha: f64) -> X {
+fn ema<'t, T: Scalar>(avg: Option<Var<'t, T>>, new: Var<'t, T>, alpha: f64) -> Var<'t, T> {
     match avg {
-        None => new.scale(1.0 - alpha),
-        Some(a) => a.lin(alpha, new, 1.0 - alpha),
+        None => new.scale(T::cast(1.0 - alpha)),
+        Some(a) => lin(a, alpha, new, 1.0 - alpha),
     }
 }
 
 impl RmsProp {
+    /// PyTorch's RMSprop with learning rate `lr`, checked.
+    pub fn new(lr: f64) -> Result<RmsProp, HyperError> {
+        RmsProp {
+            lr,
+            ..RmsProp::default()
+        }
+        .validated()
+    }
+
     /// `self` if every hyperparameter is admissible, else an error naming the offender.
     pub fn validated(self) -> Result<RmsProp, HyperError> {
+        check_range("RMSprop", "lr", self.lr, 0.0, false, f64::INFINITY, false)?;
         check_range("RMSprop", "alpha", self.alpha, 0.0, true, 1.0, false)?;
         check_range("RMSprop", "eps", self.eps, 0.0, false, f64::INFINITY, false)?;
         check_range("RMSprop", "momentum", self.momentum, 0.0, true, 1.0, false)?;
@@ -80,37 +78,48 @@ impl RmsProp {
         )?;
         Ok(self)
     }
+}
 
-    /// One step from `x` with gradient `g`: returns the new point and updates the state.
-    pub fn step<X: UpdateTensor>(
+impl<'t, T: Scalar> Optimizer<'t, T> for RmsProp {
+    fn name(&self) -> String {
+        "RMSprop".into()
+    }
+    fn init(&self, x0: Var<'t, T>, _: &Oracle<'_, 't, T>) -> Result<OptState<'t, T>, OptimError> {
+        self.validated()?;
+        Ok(OptState::new(x0))
+    }
+    fn update(
         &self,
-        state: &mut RmsPropState<X>,
-        x: &X,
-        g: &X,
-        lr: &X::Rate,
-    ) -> X {
-        let g = g.with_weight_decay(x, self.weight_decay);
-        let v = ema(state.square_avg.take(), &g.mul(&g), self.alpha);
+        state: &mut OptState<'t, T>,
+        at: &Evaluation<'t, T>,
+        _: &Oracle<'_, 't, T>,
+    ) -> Result<StepInfo<'t, T>, OptimError> {
+        let x = state.x();
+        let g = with_weight_decay(at.grad, x, self.weight_decay);
+        let v = ema(state.tensor("square_avg"), g.mul_elem(g), self.alpha);
         let second = if self.centered {
-            let a = ema(state.grad_avg.take(), &g, self.alpha);
-            let var = v.minus(&a.mul(&a));
-            state.grad_avg = Some(a);
-            var
+            let a = ema(state.tensor("grad_avg"), g, self.alpha);
+            state.set("grad_avg", a);
+            v - a.mul_elem(a)
         } else {
-            v.clone()
+            v
         };
-        state.square_avg = Some(v);
-        let scaled = g.div(&second.sqrt().add_const(self.eps));
+        state.set("square_avg", v);
+        let scaled = g.div_elem(second.sqrt().add_scalar(T::cast(self.eps)));
         let direction = if self.momentum > 0.0 {
-            let b = match state.buffer.take() {
+            let b = match state.tensor("momentum_buffer") {
                 None => scaled,
-                Some(b) => b.lin(self.momentum, &scaled, 1.0),
+                Some(b) => lin(b, self.momentum, scaled, 1.0),
             };
-            state.buffer = Some(b.clone());
+            state.set("momentum_buffer", b);
             b
         } else {
             scaled
         };
-        x.minus(&direction.times_rate(lr))
+        state.set_x(x - direction.scale(T::cast(self.lr)));
+        Ok(StepInfo::none())
     }
 }
+
+hand_crafted_algorithm!(RmsProp);
+tunable!(RmsProp);

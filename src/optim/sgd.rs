@@ -9,12 +9,15 @@
 //! ```
 
 use super::hyper::{check_range, HyperError};
-use super::UpdateTensor;
+use super::interface::{hand_crafted_algorithm, tunable};
+use super::{Evaluation, OptState, OptimError, Optimizer, Oracle, StepInfo};
+use crate::tape::{Scalar, Var};
 
-/// Hyperparameters of SGD (learning rate aside, which is passed to each step so that it can
-/// be a recorded, meta-learned variable).
+/// SGD and its momentum variants with PyTorch's semantics (state: `momentum_buffer`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sgd {
+    /// The learning rate.
+    pub lr: f64,
     /// Momentum μ (0 for plain SGD).
     pub momentum: f64,
     /// Dampening τ of the momentum's new gradient.
@@ -25,42 +28,34 @@ pub struct Sgd {
     pub nesterov: bool,
 }
 
-/// Per-trajectory state of SGD: the momentum buffer.
-#[derive(Clone, Debug)]
-pub struct SgdState<X> {
-    buffer: Option<X>,
-}
-
-impl<X> Default for SgdState<X> {
-    fn default() -> Self {
-        SgdState { buffer: None }
-    }
-}
-
 impl Sgd {
-    /// Plain SGD (no momentum).
-    pub const PLAIN: Sgd = Sgd {
-        momentum: 0.0,
-        dampening: 0.0,
-        weight_decay: 0.0,
-        nesterov: false,
-    };
+    /// Plain SGD with learning rate `lr`, checked.
+    pub fn new(lr: f64) -> Result<Sgd, HyperError> {
+        Sgd {
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        }
+        .validated()
+    }
 
     /// SGD with momentum μ, checked.
-    pub fn momentum(momentum: f64) -> Result<Sgd, HyperError> {
+    pub fn momentum(lr: f64, momentum: f64) -> Result<Sgd, HyperError> {
         Sgd {
             momentum,
-            ..Sgd::PLAIN
+            ..Sgd::new(lr)?
         }
         .validated()
     }
 
     /// Nesterov accelerated gradient with momentum μ (PyTorch's form), checked.
-    pub fn nesterov(momentum: f64) -> Result<Sgd, HyperError> {
+    pub fn nesterov(lr: f64, momentum: f64) -> Result<Sgd, HyperError> {
         Sgd {
             momentum,
             nesterov: true,
-            ..Sgd::PLAIN
+            ..Sgd::new(lr)?
         }
         .validated()
     }
@@ -68,6 +63,7 @@ impl Sgd {
     /// `self` if every hyperparameter is admissible, else an error naming the offender.
     pub fn validated(self) -> Result<Sgd, HyperError> {
         let owner = if self.nesterov { "NAG" } else { "SGD" };
+        check_range(owner, "lr", self.lr, 0.0, false, f64::INFINITY, false)?;
         check_range(owner, "momentum", self.momentum, 0.0, true, 1.0, false)?;
         check_range(owner, "dampening", self.dampening, 0.0, true, 1.0, true)?;
         check_range(
@@ -90,35 +86,77 @@ impl Sgd {
         }
         Ok(self)
     }
+}
 
-    /// One step from `x` with gradient `g`: returns the new point and updates the state.
-    ///
+/// `g + λ x` (PyTorch's `weight_decay`), or `g` when λ = 0.
+pub(crate) fn with_weight_decay<'t, T: Scalar>(
+    g: Var<'t, T>,
+    x: Var<'t, T>,
+    lambda: f64,
+) -> Var<'t, T> {
+    if lambda == 0.0 {
+        g
+    } else {
+        g.scale(T::one()) + x.scale(T::cast(lambda))
+    }
+}
+
+/// `a u + b v`, the form of every moving average.
+pub(crate) fn lin<'t, T: Scalar>(u: Var<'t, T>, a: f64, v: Var<'t, T>, b: f64) -> Var<'t, T> {
+    u.scale(T::cast(a)) + v.scale(T::cast(b))
+}
+
+impl<'t, T: Scalar> Optimizer<'t, T> for Sgd {
+    fn name(&self) -> String {
+        if self.nesterov {
+            "NAG".into()
+        } else if self.momentum > 0.0 {
+            format!("SGD(momentum {})", self.momentum)
+        } else {
+            "SGD".into()
+        }
+    }
+    fn init(&self, x0: Var<'t, T>, _: &Oracle<'_, 't, T>) -> Result<OptState<'t, T>, OptimError> {
+        self.validated()?;
+        Ok(OptState::new(x0))
+    }
     /// ```
-    /// use convergent_l2o::optim::{Sgd, SgdState};
+    /// use convergent_l2o::eval::{run, RunConfig};
+    /// use convergent_l2o::optim::Sgd;
+    /// use convergent_l2o::problems::Quadratic;
     /// use nalgebra::dmatrix;
-    /// let nag = Sgd::nesterov(0.9).unwrap();
-    /// let mut state = SgdState::default();
-    /// let x = dmatrix![1.0f64];
-    /// // first step: b = g = 2, d = g + 0.9 b = 3.8, x = 1 - 0.1 * 3.8
-    /// let x1 = nag.step(&mut state, &x, &dmatrix![2.0], &0.1);
-    /// assert!((x1[0] - 0.62).abs() < 1e-15);
+    /// // f(x) = x² (A = 2): first step b = g = 2, d = g + 0.9 b = 3.8, x = 1 - 0.1 * 3.8
+    /// let q = Quadratic::<f64>::new(dmatrix![2.0], dmatrix![0.0]).unwrap();
+    /// let nag = Sgd::nesterov(0.1, 0.9).unwrap();
+    /// let out = run(&nag, &q, &dmatrix![1.0], &RunConfig::new(1)).unwrap();
+    /// assert!((out.last[0] - 0.62).abs() < 1e-15);
     /// ```
-    pub fn step<X: UpdateTensor>(&self, state: &mut SgdState<X>, x: &X, g: &X, lr: &X::Rate) -> X {
-        let g = g.with_weight_decay(x, self.weight_decay);
+    fn update(
+        &self,
+        state: &mut OptState<'t, T>,
+        at: &Evaluation<'t, T>,
+        _: &Oracle<'_, 't, T>,
+    ) -> Result<StepInfo<'t, T>, OptimError> {
+        let x = state.x();
+        let g = with_weight_decay(at.grad, x, self.weight_decay);
         let direction = if self.momentum == 0.0 {
             g
         } else {
-            let b = match state.buffer.take() {
-                None => g.clone(),
-                Some(b) => b.lin(self.momentum, &g, 1.0 - self.dampening),
+            let b = match state.tensor("momentum_buffer") {
+                None => g,
+                Some(b) => lin(b, self.momentum, g, 1.0 - self.dampening),
             };
-            state.buffer = Some(b.clone());
+            state.set("momentum_buffer", b);
             if self.nesterov {
-                g.lin(1.0, &b, self.momentum)
+                lin(g, 1.0, b, self.momentum)
             } else {
                 b
             }
         };
-        x.minus(&direction.times_rate(lr))
+        state.set_x(x - direction.scale(T::cast(self.lr)));
+        Ok(StepInfo::none())
     }
 }
+
+hand_crafted_algorithm!(Sgd);
+tunable!(Sgd);

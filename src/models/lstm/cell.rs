@@ -7,16 +7,15 @@
 //! ```
 
 use super::CellState;
-use crate::models::mlp::{config_error, init_params, join, BuildError, Init, ParamSource, Spec};
-use crate::models::Params;
+use crate::models::spec::{config_error, join, Init, Model, ParamSource, Spec};
+use crate::models::BuildError;
 use crate::tape::{Scalar, Var};
-use rand::Rng;
 
 /// An LSTM cell on a batch of rows, with parameters `weight_ih` (`4h x in`), `weight_hh`
 /// (`4h x h`), `bias_ih`, `bias_hh` (`4h x 1`), gates stacked `i, f, g, o` as in PyTorch.
 ///
 /// ```
-/// use convergent_l2o::models::{CellState, LstmCell};
+/// use convergent_l2o::models::{CellState, LstmCell, Model};
 /// use convergent_l2o::tape::Tape;
 /// use nalgebra::DMatrix;
 /// use rand::{rngs::StdRng, SeedableRng};
@@ -101,12 +100,7 @@ impl LstmCell {
         ]
     }
 
-    /// Number of scalars, `4h (in + h + 2)`.
-    pub fn num_params(&self) -> usize {
-        4 * self.hidden_size * (self.input_size + self.hidden_size + 2)
-    }
-
-    pub(crate) fn specs(&self) -> Vec<Spec> {
+    fn cell_specs(&self) -> Vec<Spec> {
         let (n_in, h) = (self.input_size, self.hidden_size);
         let init = Init::Uniform(1.0 / (h as f64).sqrt());
         let shapes = [(4 * h, n_in), (4 * h, h), (4 * h, 1), (4 * h, 1)];
@@ -119,11 +113,6 @@ impl LstmCell {
                 init,
             })
             .collect()
-    }
-
-    /// Fresh parameters with PyTorch's initialization: every tensor uniform in `±1/sqrt(h)`.
-    pub fn init_params<T: Scalar>(&self, rng: &mut impl Rng) -> Params<T> {
-        init_params(&self.specs(), rng)
     }
 
     /// One step: the next state for input `x` (`B x in`) and state `(h, c)` (`B x hidden`).
@@ -163,5 +152,16 @@ impl LstmCell {
             h: o.mul_elem(c.tanh()),
             c,
         }
+    }
+}
+
+impl Model for LstmCell {
+    fn kind(&self) -> &'static str {
+        "LSTM cell"
+    }
+    /// PyTorch's initialization: every tensor uniform in `±1/sqrt(h)`; `4h (in + h + 2)`
+    /// scalars.
+    fn specs(&self) -> Vec<Spec> {
+        self.cell_specs()
     }
 }

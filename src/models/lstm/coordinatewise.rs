@@ -3,13 +3,10 @@
 //! linear in the number of coordinates and it is equivariant to their order.
 
 use super::{LstmState, StackedLstm};
-use crate::models::mlp::{
-    check_params, config_error, init_params, BuildError, Linear, ParamSource, Spec,
-};
-use crate::models::Params;
+use crate::models::spec::{config_error, Model, ParamSource, Spec};
+use crate::models::{BuildError, Linear};
 use crate::tape::{Scalar, Tape, Var};
 use nalgebra::DMatrix;
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 /// How per-coordinate input features are transformed before the LSTM.
@@ -143,8 +140,8 @@ impl CoordinatewiseConfig {
     }
 }
 
-/// One LSTM shared by every coordinate, owning its parameters: `lstm.weight_ih_l0`, ...
-/// (as PyTorch's `nn.LSTM`) and `output.weight`, `output.bias` (`nn.Linear(h, 1)`).
+/// One LSTM shared by every coordinate: `lstm.weight_ih_l0`, ... (as PyTorch's `nn.LSTM`) and
+/// `output.weight`, `output.bias` (`nn.Linear(h, 1)`), read from the caller's parameters.
 ///
 /// With n coordinates, the state is `n x h` per layer and every product is `n x k` times a
 /// fixed `k x 4h`: the cost is linear in n. PyTorch's layout has two bias vectors per layer,
@@ -152,15 +149,16 @@ impl CoordinatewiseConfig {
 /// bias, has 5,141).
 ///
 /// ```
-/// use convergent_l2o::models::{CoordinatewiseConfig, CoordinatewiseLstm};
+/// use convergent_l2o::models::{CoordinatewiseConfig, CoordinatewiseLstm, Model};
 /// use convergent_l2o::tape::Tape;
 /// use nalgebra::DMatrix;
 /// use rand::{rngs::StdRng, SeedableRng};
 ///
-/// let config = CoordinatewiseConfig::andrychowicz();
-/// let net = CoordinatewiseLstm::<f64>::new(config, &mut StdRng::seed_from_u64(0)).unwrap();
+/// let net = CoordinatewiseLstm::new(CoordinatewiseConfig::andrychowicz()).unwrap();
+/// assert_eq!(net.num_params(), 5301);
+/// let params = net.init_params::<f64>(&mut StdRng::seed_from_u64(0));
 /// let tape = Tape::new();
-/// let p = net.params().bind(&tape);
+/// let p = params.bind(&tape);
 /// let n = 7850;
 /// let mut state = net.initial_state(&tape, n);
 /// let grad = tape.constant(DMatrix::from_element(n, 1, 1e-3));
@@ -169,48 +167,35 @@ impl CoordinatewiseConfig {
 /// assert_eq!((update.shape(), state.output().shape()), ((n, 1), (n, 20)));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
-pub struct CoordinatewiseLstm<T: Scalar> {
+pub struct CoordinatewiseLstm {
     config: CoordinatewiseConfig,
     stack: StackedLstm,
     output: Linear,
-    params: Params<T>,
 }
 
-impl<T: Scalar> CoordinatewiseLstm<T> {
-    /// A fresh network with PyTorch's initialization; errors on an invalid configuration.
-    pub fn new(config: CoordinatewiseConfig, rng: &mut impl Rng) -> Result<Self, BuildError> {
+impl Model for CoordinatewiseLstm {
+    fn kind(&self) -> &'static str {
+        "coordinatewise LSTM"
+    }
+    fn specs(&self) -> Vec<Spec> {
+        self.stack
+            .specs()
+            .into_iter()
+            .chain(self.output.specs())
+            .collect()
+    }
+}
+
+impl CoordinatewiseLstm {
+    /// The network of `config` (PyTorch's initialization); errors on an invalid
+    /// configuration.
+    pub fn new(config: CoordinatewiseConfig) -> Result<Self, BuildError> {
         let (stack, output) = config.architecture()?;
-        let params = init_params(&Self::specs(&stack, &output), rng);
         Ok(CoordinatewiseLstm {
             config,
             stack,
             output,
-            params,
         })
-    }
-
-    /// The network of `config` with given (loaded) parameters; errors naming the first
-    /// tensor that is missing, extra or of the wrong shape.
-    pub fn from_params(
-        config: CoordinatewiseConfig,
-        params: Params<T>,
-    ) -> Result<Self, BuildError> {
-        let (stack, output) = config.architecture()?;
-        check_params(
-            "coordinatewise LSTM",
-            &Self::specs(&stack, &output),
-            &params,
-        )?;
-        Ok(CoordinatewiseLstm {
-            config,
-            stack,
-            output,
-            params,
-        })
-    }
-
-    fn specs(stack: &StackedLstm, output: &Linear) -> Vec<Spec> {
-        stack.specs().into_iter().chain(output.specs()).collect()
     }
 
     /// The architecture.
@@ -223,39 +208,23 @@ impl<T: Scalar> CoordinatewiseLstm<T> {
         &self.stack
     }
 
-    /// The parameters (bind them to a tape to run the model).
-    pub fn params(&self) -> &Params<T> {
-        &self.params
-    }
-
-    /// The parameters, mutably, for an outer optimizer; shapes must not change.
-    pub fn params_mut(&mut self) -> &mut Params<T> {
-        &mut self.params
-    }
-
-    /// The parameters, consuming the model.
-    pub fn into_params(self) -> Params<T> {
-        self.params
-    }
-
-    /// Total number of scalars.
-    pub fn num_params(&self) -> usize {
-        self.params.num_scalars()
-    }
-
     /// Zero states for `n` coordinates, off the tape.
-    pub fn zero_state(&self, n: usize) -> LstmState<DMatrix<T>> {
+    pub fn zero_state<T: Scalar>(&self, n: usize) -> LstmState<DMatrix<T>> {
         self.stack.zero_state(n)
     }
 
     /// Zero states for `n` coordinates, as constants on `tape` (the start of a trajectory).
-    pub fn initial_state<'t>(&self, tape: &'t Tape<T>, n: usize) -> LstmState<Var<'t, T>> {
+    pub fn initial_state<'t, T: Scalar>(
+        &self,
+        tape: &'t Tape<T>,
+        n: usize,
+    ) -> LstmState<Var<'t, T>> {
         self.zero_state(n).to_tape(tape)
     }
 
     /// One step: per-coordinate outputs (`n x 1`) for features `n x input_features` (the
     /// gradient as a column, usually), and the next state.
-    pub fn step<'t>(
+    pub fn step<'t, T: Scalar>(
         &self,
         p: &(impl ParamSource<'t, T> + ?Sized),
         features: Var<'t, T>,

@@ -1,11 +1,10 @@
 //! LSTM cells stacked: each layer's hidden state is the next layer's input.
 
 use super::{CellState, LstmCell, LstmState};
-use crate::models::mlp::{check_params, config_error, init_params, BuildError, ParamSource, Spec};
-use crate::models::Params;
+use crate::models::spec::{config_error, Model, ParamSource, Spec};
+use crate::models::BuildError;
 use crate::tape::{Scalar, Var};
 use nalgebra::DMatrix;
-use rand::Rng;
 
 /// A stack of [`LstmCell`]s; one [`step`](StackedLstm::step) advances every layer once.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,26 +77,6 @@ impl StackedLstm {
         self.cells[self.cells.len() - 1].hidden_size()
     }
 
-    /// Number of scalars.
-    pub fn num_params(&self) -> usize {
-        self.cells.iter().map(LstmCell::num_params).sum()
-    }
-
-    pub(crate) fn specs(&self) -> Vec<Spec> {
-        self.cells.iter().flat_map(LstmCell::specs).collect()
-    }
-
-    /// Fresh parameters, PyTorch's initialization (uniform `±1/sqrt(h)`), layer by layer.
-    pub fn init_params<T: Scalar>(&self, rng: &mut impl Rng) -> Params<T> {
-        init_params(&self.specs(), rng)
-    }
-
-    /// Checks that `params` has exactly this stack's tensors and shapes; the error names the
-    /// first mismatching tensor.
-    pub fn check_params<T: Scalar>(&self, params: &Params<T>) -> Result<(), BuildError> {
-        check_params("stacked LSTM", &self.specs(), params)
-    }
-
     /// Zero states for `batch` rows.
     pub fn zero_state<T: Scalar>(&self, batch: usize) -> LstmState<DMatrix<T>> {
         LstmState::zeros(batch, &self.hidden_sizes())
@@ -125,5 +104,15 @@ impl StackedLstm {
             layers.push(next);
         }
         LstmState { layers }
+    }
+}
+
+impl Model for StackedLstm {
+    fn kind(&self) -> &'static str {
+        "stacked LSTM"
+    }
+    /// The cells' tensors, bottom layer first (PyTorch's initialization).
+    fn specs(&self) -> Vec<Spec> {
+        self.cells.iter().flat_map(LstmCell::specs).collect()
     }
 }

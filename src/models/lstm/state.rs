@@ -20,7 +20,7 @@ pub struct CellState<H> {
 /// be truncated after each one and memory stays flat over long evaluations.
 ///
 /// ```
-/// use convergent_l2o::models::{LstmState, StackedLstm};
+/// use convergent_l2o::models::{LstmState, Model, StackedLstm};
 /// use convergent_l2o::tape::Tape;
 /// use nalgebra::DMatrix;
 /// use rand::{rngs::StdRng, SeedableRng};

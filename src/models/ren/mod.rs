@@ -31,6 +31,7 @@
 //! # Ok::<(), convergent_l2o::models::ren::RenError>(())
 //! ```
 
+mod blocks;
 mod certificate;
 mod config;
 mod dense;

@@ -1,7 +1,7 @@
 //! A REN's explicit model on the tape, computed once per parameter update, and its time step.
 
+use super::blocks::{cat_cols, cat_rows, split_cols};
 use super::config::{BiasPlacement, RenDims, RenOptions};
-use super::param_map::{cat_cols, cat_rows, split_cols};
 use crate::models::Activation;
 use crate::tape::{Scalar, Tape, Var};
 use nalgebra::DMatrix;

@@ -86,42 +86,6 @@ pub(crate) fn cayley<'t, T: Scalar>(
     }
 }
 
-/// Splits the columns of `v` into consecutive blocks of the given widths.
-pub(crate) fn split_cols<'t, T: Scalar>(v: Var<'t, T>, widths: &[usize]) -> Vec<Var<'t, T>> {
-    let rows = v.nrows();
-    let mut offset = 0;
-    widths
-        .iter()
-        .map(|&w| {
-            let part = if offset == 0 && w == v.ncols() {
-                v
-            } else {
-                v.slice(0, offset, rows, w)
-            };
-            offset += w;
-            part
-        })
-        .collect()
-}
-
-/// `concat_rows` that returns a single part unchanged.
-pub(crate) fn cat_rows<'t, T: Scalar>(parts: &[Var<'t, T>]) -> Var<'t, T> {
-    if parts.len() == 1 {
-        parts[0]
-    } else {
-        Var::concat_rows(parts)
-    }
-}
-
-/// `concat_cols` that returns a single part unchanged.
-pub(crate) fn cat_cols<'t, T: Scalar>(parts: &[Var<'t, T>]) -> Var<'t, T> {
-    if parts.len() == 1 {
-        parts[0]
-    } else {
-        Var::concat_cols(parts)
-    }
-}
-
 /// `Γ_R - Γ_Q` of an ℓ2-gain-`γ` REN (the note's §2.5) for the Cayley contraction `N`
 /// (p x m), output matrices `C2` (p x n), `D21` (p x l) and implicit `B2` (n x m),
 /// `D12` (l x m): `V_Rᵀ 𝓡⁻¹ V_R + V_Qᵀ V_Q / γ`, with `𝓡 = γ (I - NᵀN)` by a solve.

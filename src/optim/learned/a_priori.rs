@@ -11,7 +11,7 @@
 
 use super::{ConvergentL2O, MagnitudeRen, StepSize};
 use crate::models::ren::Supply;
-use crate::optim::Lemma1;
+use crate::optim::{LearnedOptimizer, Lemma1};
 use crate::tape::{Scalar, Tape};
 use nalgebra::DMatrix;
 
@@ -58,8 +58,7 @@ impl<T: Scalar> ConvergentL2O<T> {
         };
         let tape = Tape::<T>::new();
         let bound = self.params().bind_constants(&tape);
-        let prepared = self.prepare(&bound);
-        let model = prepared.ren_model();
+        let model = self.ren().build(&bound);
         let xi0 = model.initial_state();
         let v0 = xi0.dot(model.lyapunov().matmul(xi0)).scalar().as_f64();
         let x0_sq = x0.iter().map(|v| v.as_f64().powi(2)).sum::<f64>();

@@ -1,14 +1,46 @@
 //! Direction networks of learned optimizers: what proposes `w_t` from `(x_t, ∇f(x_t), f(x_t))`.
 //! The same networks serve the unconstrained optimizers (the update is `w_t` itself) and the
-//! convergent ones (only `w_t / |w_t|` is used, the magnitude comes from an ℓ2 signal).
+//! convergent ones (only `w_t / |w_t|` is used, the magnitude comes from an ℓ2 signal). A new
+//! direction network is a type implementing [`Direction`].
 
+use crate::models::{BuildError, CellState};
 use crate::models::{
-    BuildError, CoordinatewiseConfig, CoordinatewiseLstm, LstmState, Mlp, MlpConfig, Params,
-    Prefixed, TwoLayerLstm,
+    CoordinatewiseConfig, CoordinatewiseLstm, LstmState, Mlp, MlpConfig, Model, Prefixed, Spec,
+    TwoLayerLstm,
 };
-use crate::tape::{Scalar, Tape, Var};
-use nalgebra::DMatrix;
-use rand::Rng;
+use crate::optim::OptState;
+use crate::tape::{Scalar, Var};
+
+/// Prefix of the names a direction network gives its carried tensors in the optimizer state.
+pub const DIRECTION_STATE: &str = "direction";
+
+/// A network proposing the direction `w_t` (a `dim x 1` column) of a learned optimizer.
+///
+/// Its parameters are read through `p` (the owner's [`crate::models::Params`] seen under the
+/// network's prefix); its recurrent state, if any, lives in the optimizer's [`OptState`] under
+/// names starting with [`DIRECTION_STATE`], so it is carried, detached, saved and restored
+/// with the rest of the state.
+pub trait Direction<T: Scalar>: Send + Sync {
+    /// A short description ("MLP 15701-3-3-7850", ...).
+    fn name(&self) -> String;
+
+    /// The parameter tensors (names relative to the network's prefix).
+    fn specs(&self) -> Vec<Spec>;
+
+    /// Puts the carried state of a trajectory starting at `x0` into `state` (nothing for a
+    /// feedforward network).
+    fn start<'t>(&self, _p: &Prefixed<'_, 't, T>, _x0: Var<'t, T>, _state: &mut OptState<'t, T>) {}
+
+    /// `w_t` at `x` with gradient `g` and loss `f` (1 x 1), advancing the carried state.
+    fn propose<'t>(
+        &self,
+        p: &Prefixed<'_, 't, T>,
+        x: Var<'t, T>,
+        g: Var<'t, T>,
+        f: Var<'t, T>,
+        state: &mut OptState<'t, T>,
+    ) -> Var<'t, T>;
+}
 
 /// The order of the features `x`, `∇f`, `f` in a network's input. The authors' ConvergentL2O
 /// notebook feeds Ω with `[x, ∇f, f]`; their LSTM notebook feeds the LSTM with `[∇f, x, f]`.
@@ -29,161 +61,187 @@ impl FeatureOrder {
     }
 }
 
-/// A direction network for a `dim`-dimensional problem.
+/// An MLP on the column `[x; ∇f; f]` (`2 dim + 1`) with output `dim` (the paper's Ω).
 #[derive(Clone, Debug, PartialEq)]
-pub enum DirectionNet {
-    /// An MLP on the column `[x; ∇f; f]` (`2 dim + 1`) with output `dim` (the paper's Ω).
-    Mlp(MlpConfig),
-    /// The paper's dense 2-layer LSTM on the row of features in `order` with hidden size
-    /// `hidden` and a linear output to `dim` (learnable initial states).
-    PaperLstm {
-        /// Hidden size of both layers (the paper: 2).
-        hidden: usize,
-        /// Feature order (the authors' LSTM: `GradPointLoss`).
-        order: FeatureOrder,
-    },
-    /// The coordinatewise LSTM of Andrychowicz et al. on each coordinate's gradient, shared
-    /// across coordinates.
-    Coordinatewise(CoordinatewiseConfig),
+pub struct MlpDirection {
+    mlp: Mlp,
+    dim: usize,
 }
 
-/// A direction network's model, rebuilt from its parameters for a run.
-#[derive(Clone, Debug)]
-pub(crate) enum DirectionModel<T: Scalar> {
-    Mlp(Mlp<T>),
-    PaperLstm(TwoLayerLstm<T>, FeatureOrder),
-    Coordinatewise(CoordinatewiseLstm<T>),
-}
-
-/// The per-trajectory state of a direction network (LSTM states; nothing for an MLP).
-#[derive(Clone)]
-pub enum DirectionState<'t, T: Scalar> {
-    /// Stateless network.
-    Stateless,
-    /// Hidden and cell states of an LSTM.
-    Lstm(LstmState<Var<'t, T>>),
-}
-
-impl<'t, T: Scalar> DirectionState<'t, T> {
-    /// The same state with every gradient path cut (truncated BPTT).
-    pub fn detach(&mut self) {
-        if let DirectionState::Lstm(s) = self {
-            *s = s.stop_gradient();
+impl MlpDirection {
+    /// The MLP of `config` for `dim`-dimensional problems; errors unless its sizes are
+    /// `2 dim + 1 -> ... -> dim`.
+    pub fn new(dim: usize, config: MlpConfig) -> Result<Self, BuildError> {
+        let (first, last) = (config.sizes.first(), config.sizes.last());
+        if first != Some(&(2 * dim + 1)) || last != Some(&dim) {
+            return Err(BuildError::Config {
+                model: "MLP direction",
+                detail: format!(
+                    "sizes {:?} for dimension {dim}: need {} inputs and {dim} outputs",
+                    config.sizes,
+                    2 * dim + 1
+                ),
+            });
         }
-    }
-
-    /// The carried values, off the tape (nothing for a stateless network).
-    pub fn values(&self) -> Vec<DMatrix<T>> {
-        match self {
-            DirectionState::Stateless => Vec::new(),
-            DirectionState::Lstm(s) => s
-                .layers
-                .iter()
-                .flat_map(|l| [l.h.value(), l.c.value()])
-                .collect(),
-        }
-    }
-
-    /// Replaces the carried values by constants on `tape` holding `values` (from
-    /// [`DirectionState::values`]); panics if their number does not fit.
-    pub fn restore(&mut self, tape: &'t Tape<T>, values: &[DMatrix<T>]) {
-        match self {
-            DirectionState::Stateless => assert!(
-                values.is_empty(),
-                "DirectionState::restore: a stateless network carries no values"
-            ),
-            DirectionState::Lstm(s) => {
-                assert!(
-                    values.len() == 2 * s.layers.len(),
-                    "DirectionState::restore: {} values for {} LSTM layers",
-                    values.len(),
-                    s.layers.len()
-                );
-                for (layer, hc) in s.layers.iter_mut().zip(values.chunks(2)) {
-                    layer.h = tape.constant(hc[0].clone());
-                    layer.c = tape.constant(hc[1].clone());
-                }
-            }
-        }
-    }
-}
-
-impl DirectionNet {
-    /// Fresh parameters for a `dim`-dimensional problem.
-    pub(crate) fn init_params<T: Scalar>(
-        &self,
-        dim: usize,
-        rng: &mut impl Rng,
-    ) -> Result<Params<T>, BuildError> {
-        Ok(match self {
-            DirectionNet::Mlp(c) => Mlp::<T>::new(c.clone(), rng)?.into_params(),
-            DirectionNet::PaperLstm { hidden, .. } => {
-                TwoLayerLstm::<T>::new(2 * dim + 1, *hidden, dim, rng)?.into_params()
-            }
-            DirectionNet::Coordinatewise(c) => {
-                CoordinatewiseLstm::<T>::new(c.clone(), rng)?.into_params()
-            }
+        Ok(MlpDirection {
+            mlp: Mlp::new(config)?,
+            dim,
         })
     }
 
-    /// The model with given parameters; an error names a tensor that does not fit.
-    pub(crate) fn model<T: Scalar>(
-        &self,
-        dim: usize,
-        params: Params<T>,
-    ) -> Result<DirectionModel<T>, BuildError> {
-        Ok(match self {
-            DirectionNet::Mlp(c) => DirectionModel::Mlp(Mlp::from_params(c.clone(), params)?),
-            DirectionNet::PaperLstm { hidden, order } => DirectionModel::PaperLstm(
-                TwoLayerLstm::from_params(2 * dim + 1, *hidden, dim, params)?,
-                *order,
-            ),
-            DirectionNet::Coordinatewise(c) => {
-                DirectionModel::Coordinatewise(CoordinatewiseLstm::from_params(c.clone(), params)?)
-            }
-        })
+    /// The paper's Ω for `dim` parameters: `2 dim + 1 -> 3 -> 3 -> dim`, ReLU, named as the
+    /// original `SimpleMLP`.
+    pub fn paper(dim: usize) -> Result<Self, BuildError> {
+        Self::new(dim, MlpConfig::paper_omega(dim))
+    }
+
+    /// The MLP.
+    pub fn mlp(&self) -> &Mlp {
+        &self.mlp
     }
 }
 
-impl<T: Scalar> DirectionModel<T> {
-    /// The state at the start of a trajectory of a `dim`-dimensional problem.
-    pub(crate) fn start<'t>(
-        &self,
-        p: &Prefixed<'_, 't, T>,
-        tape: &'t Tape<T>,
-        dim: usize,
-    ) -> DirectionState<'t, T> {
-        match self {
-            DirectionModel::Mlp(_) => DirectionState::Stateless,
-            DirectionModel::PaperLstm(m, _) => DirectionState::Lstm(m.initial_state(p, 1)),
-            DirectionModel::Coordinatewise(m) => DirectionState::Lstm(m.initial_state(tape, dim)),
-        }
+impl<T: Scalar> Direction<T> for MlpDirection {
+    fn name(&self) -> String {
+        let sizes: Vec<String> = self
+            .mlp
+            .config()
+            .sizes
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        format!("MLP {}", sizes.join("-"))
     }
-
-    /// `w_t` (a `dim` x 1 column) from `x`, `g` (columns) and `f` (1 x 1); advances the state.
-    pub(crate) fn propose<'t>(
+    fn specs(&self) -> Vec<Spec> {
+        self.mlp.specs()
+    }
+    fn propose<'t>(
         &self,
         p: &Prefixed<'_, 't, T>,
-        state: &mut DirectionState<'t, T>,
         x: Var<'t, T>,
         g: Var<'t, T>,
         f: Var<'t, T>,
+        _state: &mut OptState<'t, T>,
     ) -> Var<'t, T> {
-        let dim = x.nrows();
-        match (self, state) {
-            (DirectionModel::Mlp(m), _) => m.forward_column(p, Var::concat_rows(&[x, g, f])),
-            (DirectionModel::PaperLstm(m, order), DirectionState::Lstm(s)) => {
-                let row = order.stack(x, g, f).reshape(1, 2 * dim + 1);
-                let (out, next) = m.step(p, row, s);
-                *s = next;
-                out.reshape(dim, 1)
-            }
-            (DirectionModel::Coordinatewise(m), DirectionState::Lstm(s)) => {
-                let (out, next) = m.step(p, g, s);
-                *s = next;
-                out
-            }
-            _ => panic!("direction state does not belong to this network"),
-        }
+        debug_assert_eq!(x.nrows(), self.dim);
+        self.mlp
+            .forward_column(p, FeatureOrder::PointGradLoss.stack(x, g, f))
+    }
+}
+
+/// The paper's dense 2-layer LSTM on the row of features in `order`, with a linear output to
+/// `dim` and learnable initial states (the LSTM baseline of Martin & Furieri).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaperLstmDirection {
+    body: TwoLayerLstm,
+    order: FeatureOrder,
+    dim: usize,
+}
+
+impl PaperLstmDirection {
+    /// For `dim`-dimensional problems with hidden size `hidden` (the paper: 2) and the
+    /// features in `order` (the authors' LSTM: `GradPointLoss`).
+    pub fn new(dim: usize, hidden: usize, order: FeatureOrder) -> Result<Self, BuildError> {
+        Ok(PaperLstmDirection {
+            body: TwoLayerLstm::new(2 * dim + 1, hidden, dim)?,
+            order,
+            dim,
+        })
+    }
+
+    /// The LSTM body.
+    pub fn body(&self) -> &TwoLayerLstm {
+        &self.body
+    }
+}
+
+impl<T: Scalar> Direction<T> for PaperLstmDirection {
+    fn name(&self) -> String {
+        format!("two-layer LSTM ({})", self.body.stack().output_size())
+    }
+    fn specs(&self) -> Vec<Spec> {
+        self.body.specs()
+    }
+    fn start<'t>(&self, p: &Prefixed<'_, 't, T>, _x0: Var<'t, T>, state: &mut OptState<'t, T>) {
+        store_lstm(state, &self.body.initial_state(p, 1));
+    }
+    fn propose<'t>(
+        &self,
+        p: &Prefixed<'_, 't, T>,
+        x: Var<'t, T>,
+        g: Var<'t, T>,
+        f: Var<'t, T>,
+        state: &mut OptState<'t, T>,
+    ) -> Var<'t, T> {
+        let row = self.order.stack(x, g, f).reshape(1, 2 * self.dim + 1);
+        let (out, next) = self.body.step(p, row, &load_lstm(state, 2));
+        store_lstm(state, &next);
+        out.reshape(self.dim, 1)
+    }
+}
+
+/// The coordinatewise LSTM of Andrychowicz et al. on each coordinate's gradient, shared across
+/// coordinates (runs on any dimension).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoordinatewiseDirection {
+    net: CoordinatewiseLstm,
+}
+
+impl CoordinatewiseDirection {
+    /// The network of `config`; errors on an invalid configuration.
+    pub fn new(config: CoordinatewiseConfig) -> Result<Self, BuildError> {
+        Ok(CoordinatewiseDirection {
+            net: CoordinatewiseLstm::new(config)?,
+        })
+    }
+
+    /// The network.
+    pub fn net(&self) -> &CoordinatewiseLstm {
+        &self.net
+    }
+}
+
+impl<T: Scalar> Direction<T> for CoordinatewiseDirection {
+    fn name(&self) -> String {
+        "coordinatewise LSTM".into()
+    }
+    fn specs(&self) -> Vec<Spec> {
+        self.net.specs()
+    }
+    fn start<'t>(&self, _p: &Prefixed<'_, 't, T>, x0: Var<'t, T>, state: &mut OptState<'t, T>) {
+        store_lstm(state, &self.net.initial_state(x0.tape(), x0.nrows()));
+    }
+    fn propose<'t>(
+        &self,
+        p: &Prefixed<'_, 't, T>,
+        _x: Var<'t, T>,
+        g: Var<'t, T>,
+        _f: Var<'t, T>,
+        state: &mut OptState<'t, T>,
+    ) -> Var<'t, T> {
+        let layers = self.net.stack().cells().len();
+        let (out, next) = self.net.step(p, g, &load_lstm(state, layers));
+        store_lstm(state, &next);
+        out
+    }
+}
+
+/// Stores an LSTM state as `direction.h{i}`, `direction.c{i}`.
+pub fn store_lstm<'t, T: Scalar>(state: &mut OptState<'t, T>, lstm: &LstmState<Var<'t, T>>) {
+    for (i, layer) in lstm.layers.iter().enumerate() {
+        state.set(&format!("{DIRECTION_STATE}.h{i}"), layer.h);
+        state.set(&format!("{DIRECTION_STATE}.c{i}"), layer.c);
+    }
+}
+
+/// The LSTM state of `layers` layers stored by [`store_lstm`]; panics if absent.
+pub fn load_lstm<'t, T: Scalar>(state: &OptState<'t, T>, layers: usize) -> LstmState<Var<'t, T>> {
+    LstmState {
+        layers: (0..layers)
+            .map(|i| CellState {
+                h: state.expect(&format!("{DIRECTION_STATE}.h{i}")),
+                c: state.expect(&format!("{DIRECTION_STATE}.c{i}")),
+            })
+            .collect(),
     }
 }

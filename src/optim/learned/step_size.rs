@@ -13,7 +13,10 @@ pub enum StepSize {
     },
     /// Theorem 2, updates (16)-(17) (minibatch or cyclic partial gradients):
     /// `η_t = scale / (offset + t)^power` with `1/2 < power <= 1` (square-summable, not
-    /// summable), and `s_t = η_t`.
+    /// summable), and `s_t = η_t²`: (16) is `x_{t+1} = x_t - η_t (∇f_i(x_t) + v'_t)` with
+    /// (17) `v'_t = η_t |z_t| w_t / |w_t|`, so the learned term is `η_t² v_t` in this type's
+    /// notation (`v_t = |z_t| w_t / |w_t|`), and (15) `|v'_t| <= η_t C` holds with
+    /// `C = max_t |z_t|`.
     Decaying {
         /// Numerator of η_t.
         scale: f64,
@@ -23,12 +26,14 @@ pub enum StepSize {
         power: f64,
     },
     /// The authors' published code: `η_t = 1/(100 + t)` and `s_t = 1` (v_t is *not* scaled by
-    /// η_t, unlike (17)); Theorem 2's bound on |v_t| then rests on the REN's decaying output.
+    /// η_t² as (16)-(17) would); Theorem 2's bound on |v_t| then rests on the REN's decaying
+    /// output.
     OriginalCode,
 }
 
 impl StepSize {
-    /// Theorem 2's schedule as in the paper's code (`1/(100 + t)`), with `v_t` scaled.
+    /// Theorem 2's schedule as in the paper's code (`1/(100 + t)`), with the learned term
+    /// scaled as (16)-(17).
     pub const THEOREM2_PAPER: StepSize = StepSize::Decaying {
         scale: 1.0,
         offset: 100.0,
@@ -94,10 +99,10 @@ impl StepSize {
         }
     }
 
-    /// `s_t`, the factor of the learned term.
+    /// `s_t`, the factor of the learned term (`η_t²` for Theorem 2's (16)-(17)).
     pub fn v_scale(&self, t: usize) -> f64 {
         match self {
-            StepSize::Decaying { .. } => self.eta(t),
+            StepSize::Decaying { .. } => self.eta(t).powi(2),
             StepSize::Constant { .. } | StepSize::OriginalCode => 1.0,
         }
     }

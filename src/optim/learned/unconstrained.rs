@@ -4,143 +4,136 @@
 //! its training horizon); [`crate::optim::ConvergentL2O::with_direction`] is its convergent
 //! wrapper.
 
-use super::direction::{DirectionModel, DirectionNet, DirectionState, FeatureOrder};
-use crate::models::{Bound, BuildError, Params, Prefixed};
-use crate::tape::{Scalar, Tape, Var};
-use nalgebra::DMatrix;
+use super::direction::{Direction, FeatureOrder, PaperLstmDirection};
+use crate::models::Prefixed;
+use crate::models::{init_from_specs, zeros_from_specs, Bound, BuildError, Params, ParamsError};
+use crate::optim::{
+    Evaluation, LearnedOptimizer, OptState, OptimError, Optimizer, Oracle, StepInfo,
+};
+use crate::tape::{Scalar, Var};
 use rand::Rng;
+use std::fmt;
+use std::sync::Arc;
 
-/// A learned optimizer whose update is the direction network's raw output.
+/// A learned optimizer whose update is the direction network's raw output (its parameters
+/// unprefixed).
 ///
 /// ```
+/// use convergent_l2o::eval::{run, RunConfig};
 /// use convergent_l2o::models::CoordinatewiseConfig;
-/// use convergent_l2o::optim::{DirectionNet, UnconstrainedL2O};
-/// use convergent_l2o::tape::Tape;
+/// use convergent_l2o::optim::{CoordinatewiseDirection, Frozen, UnconstrainedL2O};
+/// use convergent_l2o::problems::Quadratic;
 /// use nalgebra::DMatrix;
 /// use rand::{rngs::StdRng, SeedableRng};
 ///
-/// let net = DirectionNet::Coordinatewise(CoordinatewiseConfig::andrychowicz());
-/// let opt = UnconstrainedL2O::<f64>::new(3, net, &mut StdRng::seed_from_u64(0)).unwrap();
-/// let tape = Tape::new();
-/// let bound = opt.params().bind(&tape);
-/// let run = opt.prepare(&bound);
-/// let x = tape.param(DMatrix::from_element(3, 1, 1.0));
-/// let mut traj = run.start(x);
-/// let f = x.square().sum();
-/// let g = tape.grad(&[f], &[x], true)[0];
-/// let update = run.step(&mut traj, x, g, f);
-/// assert_eq!(update.shape(), (3, 1));
+/// let net = CoordinatewiseDirection::new(CoordinatewiseConfig::andrychowicz()).unwrap();
+/// let opt = UnconstrainedL2O::<f64>::new(3, net, &mut StdRng::seed_from_u64(0));
+/// let f = Quadratic::new(DMatrix::identity(3, 3), DMatrix::zeros(3, 1)).unwrap();
+/// let out = run(&Frozen(&opt), &f, &DMatrix::from_element(3, 1, 1.0), &RunConfig::new(5));
+/// assert_eq!(out.unwrap().last.shape(), (3, 1));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct UnconstrainedL2O<T: Scalar> {
     dim: usize,
-    net: DirectionNet,
+    net: Arc<dyn Direction<T>>,
     params: Params<T>,
+}
+
+impl<T: Scalar> fmt::Debug for UnconstrainedL2O<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnconstrainedL2O")
+            .field("dim", &self.dim)
+            .field("net", &self.net.name())
+            .finish()
+    }
 }
 
 impl<T: Scalar> UnconstrainedL2O<T> {
     /// An optimizer for `dim`-dimensional problems with a freshly initialized network.
-    pub fn new(dim: usize, net: DirectionNet, rng: &mut impl Rng) -> Result<Self, BuildError> {
-        let params = net.init_params(dim, rng)?;
-        net.model(dim, params.clone())?;
-        Ok(UnconstrainedL2O { dim, net, params })
+    pub fn new(dim: usize, net: impl Direction<T> + 'static, rng: &mut impl Rng) -> Self {
+        let params = init_from_specs(&net.specs(), rng);
+        UnconstrainedL2O {
+            dim,
+            net: Arc::new(net),
+            params,
+        }
     }
 
     /// The paper's LSTM baseline for the 7850-parameter classifier (149,246 parameters), fed
     /// `[∇f, x, f]` as in the authors' notebook.
     pub fn paper(rng: &mut impl Rng) -> Result<Self, BuildError> {
-        let net = DirectionNet::PaperLstm {
-            hidden: 2,
-            order: FeatureOrder::GradPointLoss,
-        };
-        Self::new(7850, net, rng)
+        let net = PaperLstmDirection::new(7850, 2, FeatureOrder::GradPointLoss)?;
+        Ok(Self::new(7850, net, rng))
     }
 
-    /// The network's parameters.
-    pub fn params(&self) -> &Params<T> {
+    /// The problem dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+}
+
+impl<T: Scalar> LearnedOptimizer<T> for UnconstrainedL2O<T> {
+    fn name(&self) -> String {
+        "LSTM".into()
+    }
+    fn params(&self) -> &Params<T> {
         &self.params
     }
-
-    /// The parameters, for an outer optimizer's update.
-    pub fn params_mut(&mut self) -> &mut Params<T> {
-        &mut self.params
-    }
-
-    /// Replaces the parameters, checking every name and shape.
-    pub fn set_params(&mut self, params: Params<T>) -> Result<(), BuildError> {
-        self.net.model(self.dim, params.clone())?;
+    fn set_params(&mut self, params: Params<T>) -> Result<(), ParamsError> {
+        params.check_matches(&zeros_from_specs(&self.net.specs()))?;
         self.params = params;
         Ok(())
     }
-
-    /// The network for these bound parameters (names without prefix), ready to run.
-    pub fn prepare<'b, 't>(&self, bound: &'b Bound<'t, T>) -> UnconstrainedRun<'b, 't, T> {
-        let model = self
-            .net
-            .model(self.dim, self.params.clone())
-            .expect("parameters were checked when set");
-        UnconstrainedRun {
-            bound,
-            model,
-            dim: self.dim,
-        }
+    fn optimizer<'a, 't: 'a>(&'a self, theta: Bound<'t, T>) -> Box<dyn Optimizer<'t, T> + 'a> {
+        Box::new(UnconstrainedRun { opt: self, theta })
     }
 }
 
-/// An unconstrained optimizer ready to run trajectories.
-pub struct UnconstrainedRun<'b, 't, T: Scalar> {
-    bound: &'b Bound<'t, T>,
-    model: DirectionModel<T>,
-    dim: usize,
+struct UnconstrainedRun<'a, 't, T: Scalar> {
+    opt: &'a UnconstrainedL2O<T>,
+    theta: Bound<'t, T>,
 }
 
-/// The per-trajectory state (the network's recurrent state).
-#[derive(Clone)]
-pub struct UnconstrainedTrajectory<'t, T: Scalar> {
-    state: DirectionState<'t, T>,
-}
-
-impl<'t, T: Scalar> UnconstrainedTrajectory<'t, T> {
-    /// Cuts every gradient path through the carried state (truncated BPTT).
-    pub fn detach(&mut self) {
-        self.state.detach();
-    }
-
-    /// The carried values, off the tape.
-    pub fn state_values(&self) -> Vec<DMatrix<T>> {
-        self.state.values()
-    }
-
-    /// Replaces the carried state by constants on `tape` holding `values` (from
-    /// [`UnconstrainedTrajectory::state_values`]): see [`crate::optim::Trajectory::restore_state`].
-    pub fn restore_state(&mut self, tape: &'t Tape<T>, values: &[DMatrix<T>]) {
-        self.state.restore(tape, values);
-    }
-}
-
-impl<'b, 't, T: Scalar> UnconstrainedRun<'b, 't, T> {
-    fn source(&self) -> Prefixed<'b, 't, T> {
+impl<'t, T: Scalar> UnconstrainedRun<'_, 't, T> {
+    fn source(&self) -> Prefixed<'_, 't, T> {
         Prefixed {
-            bound: self.bound,
+            bound: &self.theta,
             prefix: "",
         }
     }
+}
 
-    /// Starts a trajectory at `x0`.
-    pub fn start(&self, x0: Var<'t, T>) -> UnconstrainedTrajectory<'t, T> {
-        UnconstrainedTrajectory {
-            state: self.model.start(&self.source(), x0.tape(), self.dim),
-        }
+impl<'t, T: Scalar> Optimizer<'t, T> for UnconstrainedRun<'_, 't, T> {
+    fn name(&self) -> String {
+        "LSTM".into()
     }
-
-    /// The update `x_{t+1} - x_t` at `x` with gradient `g` and value `f`.
-    pub fn step(
+    fn init(&self, x0: Var<'t, T>, _: &Oracle<'_, 't, T>) -> Result<OptState<'t, T>, OptimError> {
+        if x0.shape() != (self.opt.dim, 1) {
+            return Err(OptimError::Dimension {
+                optimizer: "LSTM".into(),
+                expected: self.opt.dim,
+                found: x0.nrows(),
+            });
+        }
+        let mut state = OptState::new(x0);
+        self.opt.net.start(&self.source(), x0, &mut state);
+        Ok(state)
+    }
+    fn update(
         &self,
-        traj: &mut UnconstrainedTrajectory<'t, T>,
-        x: Var<'t, T>,
-        g: Var<'t, T>,
-        f: Var<'t, T>,
-    ) -> Var<'t, T> {
-        self.model.propose(&self.source(), &mut traj.state, x, g, f)
+        state: &mut OptState<'t, T>,
+        at: &Evaluation<'t, T>,
+        _: &Oracle<'_, 't, T>,
+    ) -> Result<StepInfo<'t, T>, OptimError> {
+        let x = state.x();
+        let w = self
+            .opt
+            .net
+            .propose(&self.source(), x, at.grad, at.loss, state);
+        state.set_x(x + w);
+        Ok(StepInfo {
+            tensors: vec![("w", w)],
+            numbers: Vec::new(),
+        })
     }
 }

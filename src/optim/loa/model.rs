@@ -1,7 +1,14 @@
-//! The 216-parameter bias-free model of `LOA_BFGS_Model` and the generalized BFGS update.
+//! The 216-parameter bias-free model of `LOA_BFGS_Model`, the generalized BFGS update, and
+//! LOA as a [`LearnedOptimizer`].
 
-use super::LoaError;
-use crate::models::{Bound, Params, ParamsError};
+use super::start::{
+    armijo_along, quasi_newton_start, INVERSE_HESSIAN, PREV_ALPHA, PREV_GRAD, PREV_STEP,
+};
+use super::{InnerGradients, LineSearch};
+use crate::models::{Bound, ParamSource, Params, ParamsError};
+use crate::optim::{
+    check_positive, Evaluation, LearnedOptimizer, OptState, OptimError, Optimizer, Oracle, StepInfo,
+};
 use crate::tape::{Scalar, Var};
 use nalgebra::DMatrix;
 use rand::Rng;
@@ -23,14 +30,24 @@ pub const LOA_PARAMS: [(&str, (usize, usize)); 6] = [
 /// `-γ_{k-1} H_{k-1} g_k`. Index 1 is the previous step, which the BFGS initialization selects.
 pub const FEATURE_D_PREV: usize = 1;
 
+/// The name of the LOA optimizer in tables and errors.
+const NAME: &str = "LOA BFGS";
+
 /// LOA learned BFGS (Castera & Ochs, `LOA_BFGS_Model` with `layers_out_dim_factors=[2]`):
 /// per coordinate `i` the features `z_i = (H Δg, d_{k-1}, -γ H g)_i ∈ R³`, an outer MLP
 /// 3→6→12→3 (ReLU) averaged over coordinates and appended (`z̄ ∈ R⁶` per coordinate), then
-/// `u_i = W₂ relu(W₁ z̄_i) + w_skip · z̄_i`. All layers are bias-free, so the model is
-/// permutation equivariant and independent of the dimension.
+/// `u_i = W₂ relu(W₁ z̄_i) + w_skip · z̄_i`, and the [`generalized_bfgs`] update of the inverse
+/// Hessian with that `u`; the step is `-H_k g_k` times the step size ([`LineSearch`]). All
+/// layers are bias-free, so the model is permutation equivariant and independent of the
+/// dimension.
+///
+/// Its optimizer is started at `x_{-1}` and takes the original's warm-up step in `init` (see
+/// [`loa_warm_up`](crate::optim::loa_warm_up)). Each update reports `alpha` (the step size) and
+/// `skipped` (1 when the update of `H` was skipped, else 0). A recorded run differentiates
+/// what [`InnerGradients`] says; Armijo step sizes are constants of the meta-gradient.
 ///
 /// ```
-/// use convergent_l2o::optim::LoaBfgs;
+/// use convergent_l2o::optim::{LearnedOptimizer, LoaBfgs};
 /// use convergent_l2o::tape::Tape;
 /// use nalgebra::DMatrix;
 /// use rand::{rngs::StdRng, SeedableRng};
@@ -46,13 +63,25 @@ pub const FEATURE_D_PREV: usize = 1;
 #[derive(Clone, Debug)]
 pub struct LoaBfgs<T: Scalar> {
     params: Params<T>,
+    line_search: LineSearch,
+    gradients: InnerGradients,
+}
+
+/// Zeros of the shapes of [`LOA_PARAMS`].
+fn template<T: Scalar>() -> Params<T> {
+    let mut expected = Params::new();
+    for (name, (out, inp)) in LOA_PARAMS {
+        expected.insert(name, DMatrix::zeros(out, inp));
+    }
+    expected
 }
 
 impl<T: Scalar> LoaBfgs<T> {
     /// PyTorch's default initialization (uniform in `±1/√in`) for every layer, then the
     /// original's `safe_init='BFGS_like'`: last layer zero and skip connection
     /// `(0, 1, 0, 0, 0, 0)`, so `u = d_{k-1}` and the algorithm is exactly BFGS. (The paper
-    /// writes `(0,0,0,0,1,0)`; the code's feature order puts `d_{k-1}` at index 1.)
+    /// writes `(0,0,0,0,1,0)`; the code's feature order puts `d_{k-1}` at index 1.) Armijo
+    /// steps, [`InnerGradients::Exact`].
     pub fn bfgs_init(rng: &mut impl Rng) -> Self {
         let mut params = Params::new();
         for (name, (out, inp)) in LOA_PARAMS {
@@ -64,17 +93,22 @@ impl<T: Scalar> LoaBfgs<T> {
         skip.fill(T::cast(0.0));
         skip[(0, FEATURE_D_PREV)] = T::cast(1.0);
         params.get_mut("layers.1.weight").fill(T::cast(0.0));
-        LoaBfgs { params }
+        LoaBfgs {
+            params,
+            line_search: LineSearch::Armijo,
+            gradients: InnerGradients::Exact,
+        }
     }
 
-    /// A model from named parameters; errors unless they are exactly [`LOA_PARAMS`].
+    /// A model from named parameters (Armijo, exact inner gradients); errors unless they are
+    /// exactly [`LOA_PARAMS`].
     pub fn from_params(params: Params<T>) -> Result<Self, ParamsError> {
-        let mut expected = Params::new();
-        for (name, (out, inp)) in LOA_PARAMS {
-            expected.insert(name, DMatrix::zeros(out, inp));
-        }
-        params.check_matches(&expected)?;
-        Ok(LoaBfgs { params })
+        params.check_matches(&template())?;
+        Ok(LoaBfgs {
+            params,
+            line_search: LineSearch::Armijo,
+            gradients: InnerGradients::Exact,
+        })
     }
 
     /// Loads parameters saved by [`LoaBfgs::save`].
@@ -87,58 +121,50 @@ impl<T: Scalar> LoaBfgs<T> {
         self.params.save(path)
     }
 
-    /// The 216 meta-parameters.
-    pub fn params(&self) -> &Params<T> {
-        &self.params
+    /// The same model with step sizes from `line_search` (a fixed one is checked at `init`).
+    pub fn with_line_search(self, line_search: LineSearch) -> Self {
+        LoaBfgs {
+            line_search,
+            ..self
+        }
     }
 
-    /// The meta-parameters, mutably (for the meta-optimizer).
-    pub fn params_mut(&mut self) -> &mut Params<T> {
-        &mut self.params
+    /// The same model differentiating what `gradients` says in recorded runs.
+    pub fn with_gradients(self, gradients: InnerGradients) -> Self {
+        LoaBfgs { gradients, ..self }
     }
 
-    /// `u` (`n x 1`) from the `n x 3` features `z`, with parameters bound on the same tape.
-    pub fn direction_features<'t>(&self, p: &Bound<'t, T>, z: Var<'t, T>) -> Var<'t, T> {
+    /// How step sizes are chosen.
+    pub fn line_search(&self) -> LineSearch {
+        self.line_search
+    }
+
+    /// What a recorded run differentiates.
+    pub fn gradients(&self) -> InnerGradients {
+        self.gradients
+    }
+
+    /// `u` (`n x 1`) from the `n x 3` features `z`, with the parameters read from `p` (bound on
+    /// the same tape).
+    pub fn direction_features<'t>(
+        &self,
+        p: &(impl ParamSource<'t, T> + ?Sized),
+        z: Var<'t, T>,
+    ) -> Var<'t, T> {
         let n = z.nrows();
         let outer = z
-            .matmul_tr(p.get("outer_FF.0.weight"))
+            .matmul_tr(p.param("outer_FF.0.weight"))
             .relu()
-            .matmul_tr(p.get("outer_FF.1.weight"))
+            .matmul_tr(p.param("outer_FF.1.weight"))
             .relu()
-            .matmul_tr(p.get("outer_FF.2.weight"));
+            .matmul_tr(p.param("outer_FF.2.weight"));
         let pooled = outer.col_means().broadcast(n, 3);
         let zbar = Var::concat_cols(&[z, pooled]);
-        let skip = zbar.matmul_tr(p.get("fullskip_layer.weight"));
-        zbar.matmul_tr(p.get("layers.0.weight"))
+        let skip = zbar.matmul_tr(p.param("fullskip_layer.weight"));
+        zbar.matmul_tr(p.param("layers.0.weight"))
             .relu()
-            .matmul_tr(p.get("layers.1.weight"))
+            .matmul_tr(p.param("layers.1.weight"))
             + skip
-    }
-
-    /// One LOA step on the tape: features from `h = H_{k-1}`, the gradients `g = g_k`,
-    /// `g_prev = g_{k-1}`, the previous step `d_prev = x_k - x_{k-1}` and its step size, then
-    /// `u` and [`generalized_bfgs`]. Returns `(H_k, d_k = -H_k g_k, skipped)`.
-    /// `detach` treats the features, `Δg` and `s` as constants, as the original's `no_grad`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn step<'t>(
-        &self,
-        p: &Bound<'t, T>,
-        h: Var<'t, T>,
-        g: Var<'t, T>,
-        g_prev: Var<'t, T>,
-        d_prev: Var<'t, T>,
-        alpha_prev: T,
-        detach: bool,
-    ) -> (Var<'t, T>, Var<'t, T>, bool) {
-        let maybe = |v: Var<'t, T>| if detach { v.stop_gradient() } else { v };
-        let dg = maybe(g - g_prev);
-        let h_dg = maybe(h.matmul(dg));
-        let d_prev = maybe(d_prev);
-        let h_g = maybe(h.matmul(g).scale(-alpha_prev));
-        let z = Var::concat_cols(&[h_dg, d_prev, h_g]);
-        let u = self.direction_features(p, z);
-        let (h_new, skipped) = generalized_bfgs(h, u, d_prev - h_dg, dg);
-        (h_new, -h_new.matmul(g), skipped)
     }
 }
 
@@ -197,8 +223,88 @@ pub fn generalized_bfgs<'t, T: Scalar>(
     )
 }
 
-impl From<ParamsError> for LoaError {
-    fn from(e: ParamsError) -> Self {
-        LoaError::Params(e.to_string())
+impl<T: Scalar> LearnedOptimizer<T> for LoaBfgs<T> {
+    fn name(&self) -> String {
+        NAME.into()
+    }
+    fn params(&self) -> &Params<T> {
+        &self.params
+    }
+    fn set_params(&mut self, params: Params<T>) -> Result<(), ParamsError> {
+        params.check_matches(&template())?;
+        self.params = params;
+        Ok(())
+    }
+    fn optimizer<'a, 't: 'a>(&'a self, theta: Bound<'t, T>) -> Box<dyn Optimizer<'t, T> + 'a> {
+        Box::new(LoaRun { opt: self, theta })
+    }
+}
+
+/// LOA with its meta-parameters bound on a tape.
+struct LoaRun<'a, 't, T: Scalar> {
+    opt: &'a LoaBfgs<T>,
+    theta: Bound<'t, T>,
+}
+
+impl<'t, T: Scalar> Optimizer<'t, T> for LoaRun<'_, 't, T> {
+    fn name(&self) -> String {
+        NAME.into()
+    }
+
+    /// Takes the warm-up step from `x_{-1}` (`x0` here) to `x_0`; refuses a fixed step size
+    /// that is not positive and finite.
+    fn init(
+        &self,
+        x_minus1: Var<'t, T>,
+        oracle: &Oracle<'_, 't, T>,
+    ) -> Result<OptState<'t, T>, OptimError> {
+        if let LineSearch::Fixed(a) = self.opt.line_search {
+            check_positive("LOA BFGS", "fixed step size", a, 0.0)?;
+        }
+        quasi_newton_start(NAME, x_minus1, oracle)
+    }
+
+    /// Features from `H_{k-1}`, `g_k`, `g_{k-1}`, `d_{k-1}` and `γ_{k-1}`, then `u`,
+    /// [`generalized_bfgs`] to `H_k`, and the step `γ_k d_k` with `d_k = -H_k g_k`.
+    fn update(
+        &self,
+        state: &mut OptState<'t, T>,
+        at: &Evaluation<'t, T>,
+        oracle: &Oracle<'_, 't, T>,
+    ) -> Result<StepInfo<'t, T>, OptimError> {
+        let detach = self.opt.gradients == InnerGradients::Detached;
+        let maybe = |v: Var<'t, T>| if detach { v.stop_gradient() } else { v };
+        let x = state.x();
+        let g = maybe(at.grad);
+        let h = state.expect(INVERSE_HESSIAN);
+        let alpha_prev = state.number(PREV_ALPHA).unwrap_or(1.0);
+        let dg = maybe(g - state.expect(PREV_GRAD));
+        let h_dg = maybe(h.matmul(dg));
+        let d_prev = maybe(state.expect(PREV_STEP));
+        let h_g = maybe(h.matmul(g).scale(T::cast(-alpha_prev)));
+        let z = Var::concat_cols(&[h_dg, d_prev, h_g]);
+        let u = self.opt.direction_features(&self.theta, z);
+        let (h_new, skipped) = generalized_bfgs(h, u, d_prev - h_dg, dg);
+        let d = -h_new.matmul(g);
+        let alpha = match self.opt.line_search {
+            LineSearch::Armijo => armijo_along(
+                oracle,
+                &x.value(),
+                &d.value(),
+                &g.value(),
+                at.loss.scalar().as_f64(),
+            ),
+            LineSearch::Fixed(a) => a,
+        };
+        let step = d.scale(T::cast(alpha));
+        state.set(INVERSE_HESSIAN, h_new);
+        state.set(PREV_GRAD, g);
+        state.set(PREV_STEP, step);
+        state.set_number(PREV_ALPHA, alpha);
+        state.set_x(x + step);
+        Ok(StepInfo {
+            tensors: vec![("u", u)],
+            numbers: vec![("alpha", alpha), ("skipped", f64::from(u8::from(skipped)))],
+        })
     }
 }

@@ -1,11 +1,16 @@
 //! L2O-PA (Liu, Chen, Wang, Yin, Cai, ICML 2023): a generalized FISTA whose elementwise
 //! preconditioner `P_k` and accelerator `A_k` come from a coordinatewise LSTM.
 
-use super::proximal::pa_update;
-use crate::meta::CompositeProblem;
-use crate::models::{Bound, BuildError, Linear, LstmState, Params, StackedLstm};
+use super::proximal::{default_step, pa_update, Y};
+use crate::models::{
+    zeros_from_specs, Bound, BuildError, Linear, LstmState, Model, ParamSource, Params,
+    ParamsError, Spec, StackedLstm,
+};
+use crate::optim::{
+    load_lstm, store_lstm, Evaluation, LearnedOptimizer, OptState, OptimError, Optimizer, Oracle,
+    StepInfo,
+};
 use crate::tape::{Scalar, Tape, Var};
-use nalgebra::DMatrix;
 use rand::Rng;
 
 /// How a head's raw output is bounded: `scale * sigmoid(.)` or `scale * softplus(.)`.
@@ -79,21 +84,29 @@ impl PaConfig {
 /// x_{k+1} = prox_{ρ s P_k |.|_1}(y_k - s P_k ⊙ g_k),  y_{k+1} = x_{k+1} + A_k ⊙ (x_{k+1} - x_k)
 /// ```
 ///
-/// with `s = 0.9999 / L` and `x_0 = y_0 = 0`. The LSTM inputs are detached, but `g_k` in the
-/// update is differentiated (second-order meta-gradients), as in the original code. The LSTM
-/// state starts at zero (the original draws it from `randn`), so runs are deterministic and
-/// the optimizer is equivariant under permutations of the coordinates.
+/// with `s = 0.9999 / β` (β: the problem's [`crate::problems::Problem::smoothness`], required)
+/// and `y_0 = x_0`. Its [`Optimizer`] queries `f` and `∇f` at `y_k`; the state holds the
+/// iterate `x_k`, the tensor `y` and the LSTM state ([`store_lstm`]). The LSTM inputs are
+/// detached (per [`PaConfig::detach_features`]), while `g_k` in the update is differentiated
+/// when the run is second order, as in the original code. The LSTM state starts at zero (the
+/// original draws it from `randn`), so runs are deterministic and the optimizer is
+/// equivariant under permutations of the coordinates. Each update reports the next query point
+/// `y` and the coefficients `p`, `a`.
 ///
 /// ```
-/// use convergent_l2o::meta::{CompositeProblem, Lasso, LassoConfig};
-/// use convergent_l2o::optim::{L2oPa, PaConfig};
+/// use convergent_l2o::eval::{probes, run, RunConfig};
+/// use convergent_l2o::optim::{Frozen, L2oPa, LearnedOptimizer, PaConfig};
+/// use convergent_l2o::problems::{Lasso, LassoConfig};
+/// use nalgebra::DMatrix;
 /// use rand::{rngs::StdRng, SeedableRng};
 ///
 /// let mut rng = StdRng::seed_from_u64(0);
 /// let opt = L2oPa::<f64>::new(PaConfig::lasso(), &mut rng).unwrap();
 /// assert_eq!(opt.params().num_scalars(), 5742);
 /// let problem = Lasso::random(LassoConfig::toy(), &mut rng).unwrap();
-/// let f = opt.objectives(&problem, 50); // F(x_k), unrecorded
+/// let cfg = RunConfig::bare(50).with(probes::objective(50)); // F(x_k), unrecorded
+/// let out = run(&Frozen(&opt), &problem, &DMatrix::zeros(40, 1), &cfg).unwrap();
+/// let f = out.trace.values("objective");
 /// assert_eq!(f.len(), 51);
 /// assert!(f[50] < f[0]);
 /// ```
@@ -105,57 +118,6 @@ pub struct L2oPa<T: Scalar> {
     head_p: Linear,
     head_a: Linear,
     params: Params<T>,
-}
-
-/// The state of one L2O-PA trajectory on a tape.
-#[derive(Clone)]
-pub struct PaState<'t, T: Scalar> {
-    /// The prox output `x_k`.
-    pub x: Var<'t, T>,
-    /// The extrapolated point `y_k`.
-    pub y: Var<'t, T>,
-    /// The LSTM state (one row per coordinate).
-    pub lstm: LstmState<Var<'t, T>>,
-    /// Iterations taken.
-    pub k: usize,
-}
-
-impl<'t, T: Scalar> PaState<'t, T> {
-    /// Cuts every gradient path through the carried state (truncated BPTT).
-    pub fn detach(&mut self) {
-        self.x = self.x.stop_gradient();
-        self.y = self.y.stop_gradient();
-        self.lstm = self.lstm.stop_gradient();
-    }
-}
-
-/// A trajectory's state off the tape (between unrecorded steps or training segments).
-#[derive(Clone, Debug)]
-pub(crate) struct PaValues<T: Scalar> {
-    pub x: DMatrix<T>,
-    pub y: DMatrix<T>,
-    pub lstm: LstmState<DMatrix<T>>,
-    pub k: usize,
-}
-
-impl<T: Scalar> PaValues<T> {
-    pub fn to_tape<'t>(&self, tape: &'t Tape<T>) -> PaState<'t, T> {
-        PaState {
-            x: tape.constant(self.x.clone()),
-            y: tape.constant(self.y.clone()),
-            lstm: self.lstm.to_tape(tape),
-            k: self.k,
-        }
-    }
-
-    pub fn of(state: &PaState<'_, T>) -> Self {
-        PaValues {
-            x: state.x.value(),
-            y: state.y.value(),
-            lstm: state.lstm.values(),
-            k: state.k,
-        }
-    }
 }
 
 impl<T: Scalar> L2oPa<T> {
@@ -187,53 +149,32 @@ impl<T: Scalar> L2oPa<T> {
         self.config
     }
 
-    /// The meta-parameters.
-    pub fn params(&self) -> &Params<T> {
-        &self.params
-    }
-
-    /// The meta-parameters, for an outer optimizer's update.
-    pub fn params_mut(&mut self) -> &mut Params<T> {
-        &mut self.params
-    }
-
-    /// Replaces the meta-parameters (loaded with [`Params::load`], say), checking every name
-    /// and shape.
-    pub fn set_params(&mut self, params: Params<T>) -> Result<(), BuildError> {
-        params
-            .check_matches(&self.params)
-            .map_err(|error| BuildError::Params {
-                model: "L2O-PA",
-                error,
-            })?;
-        self.params = params;
-        Ok(())
-    }
-
-    /// The start of a trajectory on `tape`: `x_0 = y_0 = 0`, zero LSTM state.
-    pub fn start<'t, P: CompositeProblem<T> + ?Sized>(
-        &self,
-        problem: &P,
-        tape: &'t Tape<T>,
-    ) -> PaState<'t, T> {
-        self.start_values(problem).to_tape(tape)
-    }
-
-    pub(crate) fn start_values<P: CompositeProblem<T> + ?Sized>(&self, problem: &P) -> PaValues<T> {
-        let n = problem.dim();
-        PaValues {
-            x: DMatrix::zeros(n, 1),
-            y: DMatrix::zeros(n, 1),
-            lstm: self.lstm.zero_state(n),
-            k: 0,
+    /// Every parameter tensor (names, shapes, initialization), LSTM first.
+    pub fn specs(&self) -> Vec<Spec> {
+        let mut specs = self.lstm.specs();
+        for layer in [&self.linear, &self.head_p, &self.head_a] {
+            specs.extend(layer.specs());
         }
+        specs
     }
 
-    /// `(P_k, A_k)` (each `n x 1`) and the next LSTM state from the gradient `g` at `y` (the
-    /// features detached unless the configuration says otherwise).
+    /// The LSTM state of a trajectory in `n` dimensions at its start (zeros, constants on
+    /// `tape`).
+    pub(crate) fn zero_state<'t>(&self, tape: &'t Tape<T>, n: usize) -> LstmState<Var<'t, T>> {
+        self.lstm.zero_state(n).to_tape(tape)
+    }
+
+    /// Number of LSTM layers (of the state in [`store_lstm`]'s names).
+    pub(crate) fn layers(&self) -> usize {
+        self.config.layers
+    }
+
+    /// `(P_k, A_k)` (each `n x 1`) and the next LSTM state from the gradient `g` at `y`, with
+    /// the meta-parameters read from `theta` (the features detached unless the configuration
+    /// says otherwise).
     pub fn coefficients<'t>(
         &self,
-        bound: &Bound<'t, T>,
+        theta: &(impl ParamSource<'t, T> + ?Sized),
         g: Var<'t, T>,
         y: Var<'t, T>,
         lstm: &LstmState<Var<'t, T>>,
@@ -243,83 +184,74 @@ impl<T: Scalar> L2oPa<T> {
         } else {
             Var::concat_cols(&[g, y])
         };
-        let next = self.lstm.step(bound, features, lstm);
-        let hidden = self.linear.forward(bound, *next.output()).relu();
-        let p = self.config.p_out.apply(self.head_p.forward(bound, hidden));
-        let a = self.config.a_out.apply(self.head_a.forward(bound, hidden));
+        let next = self.lstm.step(theta, features, lstm);
+        let hidden = self.linear.forward(theta, *next.output()).relu();
+        let p = self.config.p_out.apply(self.head_p.forward(theta, hidden));
+        let a = self.config.a_out.apply(self.head_a.forward(theta, hidden));
         (p, a, next)
     }
+}
 
-    /// One recorded step; `∇f(y_k)` is computed with recording ops, so the meta-gradient sees
-    /// its dependence on the meta-parameters.
-    pub fn step<'t, P: CompositeProblem<T> + ?Sized>(
-        &self,
-        bound: &Bound<'t, T>,
-        problem: &P,
-        state: &mut PaState<'t, T>,
-    ) {
-        let g = problem.smooth_grad_var(state.y);
-        self.step_with_grad(bound, problem, state, g);
+impl<T: Scalar> LearnedOptimizer<T> for L2oPa<T> {
+    fn name(&self) -> String {
+        "L2O-PA".into()
     }
-
-    fn step_with_grad<'t, P: CompositeProblem<T> + ?Sized>(
-        &self,
-        bound: &Bound<'t, T>,
-        problem: &P,
-        state: &mut PaState<'t, T>,
-        g: Var<'t, T>,
-    ) {
-        let (p, a, lstm) = self.coefficients(bound, g, state.y, &state.lstm);
-        let (x, y) = pa_update(
-            state.x,
-            state.y,
-            g,
-            p,
-            a,
-            problem.step_size(),
-            problem.rho(),
-        );
-        *state = PaState {
-            x,
-            y,
-            lstm,
-            k: state.k + 1,
-        };
+    fn params(&self) -> &Params<T> {
+        &self.params
     }
-
-    /// Runs `iterations` unrecorded steps from the start (the tape is truncated after each, so
-    /// memory stays flat), calling `visit(k, x_k, y_k)` for `k = 0..=iterations`.
-    pub fn run<P: CompositeProblem<T> + ?Sized>(
-        &self,
-        problem: &P,
-        iterations: usize,
-        mut visit: impl FnMut(usize, &DMatrix<T>, &DMatrix<T>),
-    ) {
-        let tape = Tape::new();
-        let bound = self.params.bind_constants(&tape);
-        let mark = tape.mark();
-        let mut values = self.start_values(problem);
-        visit(0, &values.x, &values.y);
-        for k in 1..=iterations {
-            let g = tape.constant(problem.smooth_grad(&values.y));
-            let mut state = values.to_tape(&tape);
-            self.step_with_grad(&bound, problem, &mut state, g);
-            values = PaValues::of(&state);
-            tape.truncate(mark);
-            visit(k, &values.x, &values.y);
-        }
+    fn set_params(&mut self, params: Params<T>) -> Result<(), ParamsError> {
+        params.check_matches(&zeros_from_specs(&self.specs()))?;
+        self.params = params;
+        Ok(())
     }
+    fn optimizer<'a, 't: 'a>(&'a self, theta: Bound<'t, T>) -> Box<dyn Optimizer<'t, T> + 'a> {
+        Box::new(PaRun { pa: self, theta })
+    }
+}
 
-    /// `F(x_k)` for `k = 0..=iterations`, unrecorded.
-    pub fn objectives<P: CompositeProblem<T> + ?Sized>(
+/// L2O-PA with its meta-parameters bound on a tape.
+struct PaRun<'a, 't, T: Scalar> {
+    pa: &'a L2oPa<T>,
+    theta: Bound<'t, T>,
+}
+
+impl<'t, T: Scalar> Optimizer<'t, T> for PaRun<'_, 't, T> {
+    fn name(&self) -> String {
+        "L2O-PA".into()
+    }
+    /// `y_0 = x_0` and a zero LSTM state; errors if the problem does not give its smoothness.
+    fn init(
         &self,
-        problem: &P,
-        iterations: usize,
-    ) -> Vec<f64> {
-        let mut out = Vec::with_capacity(iterations + 1);
-        self.run(problem, iterations, |_, x, _| {
-            out.push(problem.objective(x).as_f64())
-        });
-        out
+        x0: Var<'t, T>,
+        oracle: &Oracle<'_, 't, T>,
+    ) -> Result<OptState<'t, T>, OptimError> {
+        default_step(oracle.problem(), "L2O-PA")?;
+        let mut state = OptState::new(x0);
+        state.set(Y, x0);
+        store_lstm(&mut state, &self.pa.zero_state(oracle.tape(), x0.nrows()));
+        Ok(state)
+    }
+    fn query(&self, state: &OptState<'t, T>) -> Var<'t, T> {
+        state.expect(Y)
+    }
+    fn update(
+        &self,
+        state: &mut OptState<'t, T>,
+        at: &Evaluation<'t, T>,
+        oracle: &Oracle<'_, 't, T>,
+    ) -> Result<StepInfo<'t, T>, OptimError> {
+        let problem = oracle.problem();
+        let s = default_step(problem, "L2O-PA")?;
+        let (x, y) = (state.x(), state.expect(Y));
+        let lstm = load_lstm(state, self.pa.layers());
+        let (p, a, next) = self.pa.coefficients(&self.theta, at.grad, y, &lstm);
+        let (x_next, y_next) = pa_update(problem, x, y, at.grad, p, a, s);
+        store_lstm(state, &next);
+        state.set(Y, y_next);
+        state.set_x(x_next);
+        Ok(StepInfo {
+            tensors: vec![(Y, y_next), ("p", p), ("a", a)],
+            numbers: Vec::new(),
+        })
     }
 }

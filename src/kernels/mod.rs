@@ -1,0 +1,21 @@
+//! Matrix-product and reduction kernels under the differentiable ops: SIMD kernels for the
+//! skinny products of meta-training, small-shape loops, `matrixmultiply`, and sums of
+//! products in eight running sums.
+//!
+//! The layering is `tape` (scalars, values) <- `kernels` <- `ops`: nothing here records on a
+//! tape. The SIMD and `matrixmultiply` hooks exist for `f32` and `f64` only ([`Simd`], a sealed
+//! trait); generic code over any [`Scalar`](crate::tape::Scalar) reaches them by comparing type
+//! ids, and other scalar types take portable loops.
+
+#[macro_use]
+mod isa;
+mod dots;
+mod gemm;
+mod reduce;
+mod simd;
+mod skinny;
+
+pub(crate) use dots::DOT_MAX_COLUMNS;
+pub(crate) use gemm::{gemm_into, DenseRef};
+pub use reduce::{dot, norm_squared_f64};
+pub use simd::Simd;

@@ -1,0 +1,164 @@
+//! The element types with SIMD and `matrixmultiply` kernels, and how generic code finds out
+//! whether its scalar type is one of them.
+
+use crate::tape::Scalar;
+use std::any::TypeId;
+
+mod sealed {
+    /// Implemented for `f32` and `f64` only, so [`super::Simd`] cannot be implemented outside.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// The scalar types with SIMD and `matrixmultiply` kernels: `f32` and `f64` (sealed).
+///
+/// Generic code over [`Scalar`] does not require this trait: it compares `TypeId`s and calls
+/// these kernels on pointers reinterpreted as `f32` or `f64` when the types are equal.
+pub trait Simd: Scalar + sealed::Sealed {
+    /// `c = a b` for an m x k `a` and a k x n `b` given as raw arrays with (row, column)
+    /// strides (so transposes are free), through `matrixmultiply`.
+    ///
+    /// # Safety
+    /// Every element addressed by the dimensions and strides must be valid, and `c` must not
+    /// alias `a` or `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_strided(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        a_strides: (isize, isize),
+        b: *const Self,
+        b_strides: (isize, isize),
+        c: *mut Self,
+        c_strides: (isize, isize),
+    );
+
+    /// The column kernel: `c (m x n, column stride ldc) = a bp` for a column-major `a` (column
+    /// stride lda) and `bp` packed row-major with `n <= 12` columns; false, writing nothing,
+    /// when this CPU has no SIMD kernel.
+    ///
+    /// # Safety
+    /// `a` must address `lda * (k - 1) + m` valid elements, `bp` `k * n`, `c` `ldc * (n - 1)
+    /// + m`, and `c` must not alias `a` or `bp`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn skinny_kernel(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        lda: usize,
+        bp: *const Self,
+        c: *mut Self,
+        ldc: usize,
+    ) -> bool;
+
+    /// The dot kernel: `c (m x n, column stride ldc) = aᵀ b` with `a` k x m and `b` k x n
+    /// column-major (column strides lda, ldb); false, writing nothing, when this CPU has no
+    /// SIMD kernel.
+    ///
+    /// # Safety
+    /// `a` must address `lda * (m - 1) + k` valid elements, `b` `ldb * (n - 1) + k`, `c`
+    /// `ldc * (n - 1) + m`, and `c` must alias neither.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dot_kernel(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: *const Self,
+        lda: usize,
+        b: *const Self,
+        ldb: usize,
+        c: *mut Self,
+        ldc: usize,
+    ) -> bool;
+}
+
+macro_rules! impl_simd {
+    ($ty:ident, $gemm:path, $skinny:path, $dot:path) => {
+        impl Simd for $ty {
+            unsafe fn gemm_strided(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const Self,
+                (rsa, csa): (isize, isize),
+                b: *const Self,
+                (rsb, csb): (isize, isize),
+                c: *mut Self,
+                (rsc, csc): (isize, isize),
+            ) {
+                // SAFETY: the caller guarantees every element addressed is valid and that `c`
+                // aliases neither input, which is `matrixmultiply`'s contract.
+                unsafe { $gemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc) };
+            }
+
+            unsafe fn skinny_kernel(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const Self,
+                lda: usize,
+                bp: *const Self,
+                c: *mut Self,
+                ldc: usize,
+            ) -> bool {
+                // SAFETY: the caller's contract is the kernel's.
+                unsafe { $skinny(m, k, n, a, lda, bp, c, ldc) }
+            }
+
+            unsafe fn dot_kernel(
+                m: usize,
+                k: usize,
+                n: usize,
+                a: *const Self,
+                lda: usize,
+                b: *const Self,
+                ldb: usize,
+                c: *mut Self,
+                ldc: usize,
+            ) -> bool {
+                // SAFETY: the caller's contract is the kernel's.
+                unsafe { $dot(m, k, n, a, lda, b, ldb, c, ldc) }
+            }
+        }
+    };
+}
+
+impl_simd!(
+    f32,
+    matrixmultiply::sgemm,
+    super::skinny::kernel_f32,
+    super::dots::kernel_f32
+);
+impl_simd!(
+    f64,
+    matrixmultiply::dgemm,
+    super::skinny::kernel_f64,
+    super::dots::kernel_f64
+);
+
+/// Which [`Simd`] type a scalar type is, if any.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum SimdType {
+    /// `T` is `f32`.
+    F32,
+    /// `T` is `f64`.
+    F64,
+    /// Any other scalar type: portable loops only.
+    Other,
+}
+
+/// `T`'s [`SimdType`], by `TypeId` (a constant after monomorphization). When it is `F32`
+/// (`F64`), `T` *is* `f32` (`f64`), so a `*const T` may be read as a `*const f32` (`f64`).
+pub(crate) fn simd_type<T: Scalar>() -> SimdType {
+    let t = TypeId::of::<T>();
+    if t == TypeId::of::<f32>() {
+        SimdType::F32
+    } else if t == TypeId::of::<f64>() {
+        SimdType::F64
+    } else {
+        SimdType::Other
+    }
+}

@@ -1,0 +1,99 @@
+//! A split cut once into normalized minibatches, shared (not copied) by every task and tape
+//! that reads them.
+
+use super::{Subset, NUM_CLASSES};
+use crate::problems::ProblemError;
+use crate::tape::Scalar;
+use nalgebra::DMatrix;
+use std::sync::Arc;
+
+/// The full minibatches of a [`Subset`], normalized and converted to `T` once: meta-training
+/// reads 500 minibatches per meta-step, and converting each on every read cost as much as a
+/// sixth of the meta-step.
+///
+/// ```
+/// use convergent_l2o::problems::data::{Batches, Mnist, Split};
+/// let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mnist-10k");
+/// let mnist = Mnist::load(dir.as_ref()).unwrap();
+/// let split = mnist.split(Split::MetaTrain);
+/// let batches = Batches::<f32>::new(split, 128).unwrap();
+/// assert_eq!(batches.len(), split.num_batches(128));
+/// // Index 0 and index len() are the same minibatch: sequential reads wrap around.
+/// assert_eq!(**batches.images(0), **batches.images(batches.len()));
+/// assert_eq!(**batches.images(1), split.batch::<f32>(128, 128).images);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Batches<T: Scalar> {
+    size: usize,
+    images: Vec<Arc<DMatrix<T>>>,
+    images_t: Vec<Arc<DMatrix<T>>>,
+    one_hot: Vec<Arc<DMatrix<T>>>,
+}
+
+impl<T: Scalar> Batches<T> {
+    /// Every full minibatch of `size` samples of `data`, in order (a trailing partial batch is
+    /// dropped, as [`Subset::num_batches`]); errors if `size` is 0 or larger than the subset.
+    pub fn new(data: Subset<'_>, size: usize) -> Result<Self, ProblemError> {
+        if size == 0 || size > data.len() {
+            return Err(ProblemError::new(
+                "minibatches",
+                format!(
+                    "a batch size of {size} does not fit a split of {} samples (need 1 to {})",
+                    data.len(),
+                    data.len()
+                ),
+            ));
+        }
+        let n = data.num_batches(size);
+        let (mut images, mut images_t) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut one_hot = Vec::with_capacity(n);
+        for k in 0..n {
+            let batch = data.batch::<T>(k * size, size);
+            images_t.push(Arc::new(batch.images.transpose()));
+            images.push(Arc::new(batch.images));
+            one_hot.push(Arc::new(batch.one_hot));
+        }
+        debug_assert!(one_hot.iter().all(|m| m.ncols() == NUM_CLASSES));
+        Ok(Batches {
+            size,
+            images,
+            images_t,
+            one_hot,
+        })
+    }
+
+    /// Features per sample (pixels per image).
+    pub fn num_features(&self) -> usize {
+        self.images[0].ncols()
+    }
+
+    /// Number of minibatches.
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    /// Always false: construction refuses an empty split.
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    /// Samples per minibatch.
+    pub fn batch_size(&self) -> usize {
+        self.size
+    }
+
+    /// The images (`size x features`) of minibatch `index mod len()`.
+    pub fn images(&self, index: usize) -> &Arc<DMatrix<T>> {
+        &self.images[index % self.len()]
+    }
+
+    /// The transposed images (`features x size`) of minibatch `index mod len()`.
+    pub fn images_transposed(&self, index: usize) -> &Arc<DMatrix<T>> {
+        &self.images_t[index % self.len()]
+    }
+
+    /// The one-hot labels (`size x classes`) of minibatch `index mod len()`.
+    pub fn one_hot(&self, index: usize) -> &Arc<DMatrix<T>> {
+        &self.one_hot[index % self.len()]
+    }
+}
