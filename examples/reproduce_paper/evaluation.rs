@@ -54,7 +54,7 @@ pub(crate) fn evaluate(
         let cfg = RunConfig::new(s.steps).with(probes::accuracy(
             &test_metrics,
             s.accuracy_steps(),
-            false,
+            s.accuracy_after_update,
         ));
         let pb = bar(baselines.len(), &format!("{dataset} {act}: tune lr"));
         let mut candidates: Vec<(Box<dyn Algorithm<f32> + '_>, Option<f64>)> = learned
@@ -138,8 +138,11 @@ pub(crate) fn long_runs(
     accuracy_at.retain(|&t| t < s.long_steps);
     accuracy_at.sort_unstable();
     accuracy_at.dedup();
-    let cfg =
-        RunConfig::new(s.long_steps).with(probes::accuracy(&test_metrics, accuracy_at, false));
+    let cfg = RunConfig::new(s.long_steps).with(probes::accuracy(
+        &test_metrics,
+        accuracy_at,
+        s.accuracy_after_update,
+    ));
     let pb = bar(
         learned.len() * x0s.len(),
         &format!("long runs ({} steps)", s.long_steps),

@@ -137,7 +137,8 @@ pub fn objective<'p, T: Scalar>(steps: usize) -> Probe<'p, T> {
 }
 
 /// `accuracy`: the classifier's accuracy on `metrics`' split at steps `at` (of `x_t`, or of
-/// `x_{t+1}` with `after_update`, the original code's reading of "accuracy at step t").
+/// `x_{t+1}` with `after_update`, the original code's reading of "accuracy at step t"; a run of
+/// `S` steps computes `x_{t+1}` for every `t < S`, so ask for `t < S` with `after_update`).
 pub fn accuracy<'p, T: Scalar>(
     metrics: &'p ClassifierMetrics<T>,
     at: Vec<usize>,

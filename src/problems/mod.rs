@@ -39,6 +39,7 @@ mod l1_logistic;
 mod lasso;
 mod mlp_classifier;
 mod mlp_family;
+mod shuffled;
 mod smooth;
 
 pub use classifier::{Classifier, ClassifierMetrics, ClassifierShape};
@@ -51,6 +52,7 @@ pub use mlp_classifier::{
     load_dataset, minibatches, MlpClassifier, MlpMetrics, MlpShape, PixelNormalization,
 };
 pub use mlp_family::{MlpFamily, MlpFamilyConfig};
+pub use shuffled::ShuffledClassifiers;
 pub use smooth::{Logistic, Quadratic};
 
 use crate::tape::{Scalar, Tape, Var};

@@ -62,6 +62,58 @@ impl<T: Scalar> Batches<T> {
         })
     }
 
+    /// The minibatches `indices[k * size..(k + 1) * size]` of the samples stored as the columns
+    /// of `samples` (`features x n`, normalized) with classes `labels`, in order (samples in any
+    /// order, e.g. a shuffled epoch; a trailing partial batch is dropped); errors if `size` is 0
+    /// or larger than `indices.len()`, or an index or a label is out of range.
+    pub fn gathered(
+        samples: &DMatrix<T>,
+        labels: &[usize],
+        indices: &[usize],
+        size: usize,
+    ) -> Result<Self, ProblemError> {
+        let fail = |detail: String| Err(ProblemError::new("minibatches", detail));
+        if size == 0 || size > indices.len() {
+            return fail(format!(
+                "a batch size of {size} does not fit {} samples (need 1 to {})",
+                indices.len(),
+                indices.len()
+            ));
+        }
+        let n = samples.ncols().min(labels.len());
+        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+            return fail(format!("sample {bad} is out of range for {n} samples"));
+        }
+        if let Some(&bad) = labels.iter().find(|&&c| c >= NUM_CLASSES) {
+            return fail(format!(
+                "class {bad} is out of range (0 to {})",
+                NUM_CLASSES - 1
+            ));
+        }
+        let count = indices.len() / size;
+        let (mut images, mut images_t) = (Vec::with_capacity(count), Vec::with_capacity(count));
+        let mut one_hot = Vec::with_capacity(count);
+        for chunk in indices.chunks_exact(size) {
+            // Column `r` of the transposed batch is sample `chunk[r]`: contiguous copies.
+            let batch_t = DMatrix::from_fn(samples.nrows(), size, |f, r| samples[(f, chunk[r])]);
+            images.push(Arc::new(batch_t.transpose()));
+            images_t.push(Arc::new(batch_t));
+            one_hot.push(Arc::new(DMatrix::from_fn(size, NUM_CLASSES, |r, c| {
+                if labels[chunk[r]] == c {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            })));
+        }
+        Ok(Batches {
+            size,
+            images,
+            images_t,
+            one_hot,
+        })
+    }
+
     /// Features per sample (pixels per image).
     pub fn num_features(&self) -> usize {
         self.images[0].ncols()

@@ -348,6 +348,19 @@ impl<'a> Subset<'a> {
         }
     }
 
+    /// Every sample as a column (`num_features() x len()`, normalized): one sample contiguous,
+    /// for gathering minibatches in any order without a second copy of the split.
+    pub fn samples_as_columns<T: RealField + Copy>(&self) -> DMatrix<T> {
+        let table = self.table;
+        DMatrix::from_iterator(
+            self.num_features,
+            self.len(),
+            self.pixels
+                .iter()
+                .map(|&p| nalgebra::convert::<f64, T>(table[p as usize])),
+        )
+    }
+
     /// Number of full batches of `size` (a trailing partial batch is dropped); panics if `size == 0`.
     pub fn num_batches(&self, size: usize) -> usize {
         assert!(size > 0, "batch size must be positive");
