@@ -1,16 +1,20 @@
-//! Math-structured learned optimizers on their benchmark problems (issue 7): L2O-PA (Liu et
-//! al., ICML 2023) on LASSO and ℓ1-logistic regression, and (at merge time) LOA.
+//! Math-structured learned optimizers on their benchmark problems (issues 7, 18): L2O-PA (Liu
+//! et al., ICML 2023) on LASSO and ℓ1-logistic regression, LOA (Castera & Ochs) in and out of
+//! distribution.
 //!
 //! ```text
 //! cargo run --release --example structured_l2o -- --quick
 //! cargo run --release --example structured_l2o -- --part pa-lasso --out out/structured_l2o
+//! cargo run --release --example structured_l2o -- --part loa-ood   # reuses loa_params.bin
 //! ```
 
 mod loa;
+mod loa_ood;
 mod pa;
 mod plot;
 
 use clap::{Parser, ValueEnum};
+use convergent_l2o::optim::LoaBfgs;
 use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,8 +26,10 @@ enum PartArg {
     PaLasso,
     /// L2O-PA on ℓ1-logistic regression.
     PaLogistic,
-    /// LOA (wired at merge time).
+    /// LOA: meta-training, in distribution, then out of distribution.
     Loa,
+    /// LOA out of distribution only, with the parameters saved by `--part loa` in `--out`.
+    LoaOod,
     /// Everything available.
     All,
 }
@@ -58,6 +64,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     if all || cli.part == PartArg::Loa {
         loa::run(&cli.out, cli.quick, cli.seed)?;
+    }
+    if cli.part == PartArg::LoaOod {
+        let path = cli.out.join("loa_params.bin");
+        let model = LoaBfgs::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        loa_ood::run(&cli.out, cli.quick, cli.seed, &model)?;
     }
     println!(
         "done in {:.1}s; outputs in {}",
