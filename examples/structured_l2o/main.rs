@@ -11,6 +11,7 @@
 mod loa;
 mod loa_ood;
 mod pa;
+mod pa_data;
 mod plot;
 
 use clap::{Parser, ValueEnum};
@@ -49,6 +50,20 @@ struct Cli {
     /// Which part to run.
     #[arg(long, value_enum, default_value_t = PartArg::All)]
     part: PartArg,
+    /// L2O-PA meta-training windows (default: the paper's 500 meta-steps x 5 windows; 100
+    /// with --quick).
+    #[arg(long)]
+    pa_windows: Option<usize>,
+    /// L2O-PA instances per window (default: the paper's 64; 4 with --quick).
+    #[arg(long)]
+    pa_batch: Option<usize>,
+    /// L2O-PA synthetic test instances per test set (default 64, the paper 1024; 16 with
+    /// --quick).
+    #[arg(long)]
+    pa_eval_instances: Option<usize>,
+    /// L2O-PA test iterations (default: the paper's 1000; 300 with --quick).
+    #[arg(long)]
+    pa_eval_iterations: Option<usize>,
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -56,11 +71,19 @@ fn main() -> Result<(), Box<dyn Error>> {
     std::fs::create_dir_all(&cli.out)?;
     let start = Instant::now();
     let all = cli.part == PartArg::All;
+    let mut budget = pa::Budget::new(cli.quick);
+    budget.windows = cli.pa_windows.unwrap_or(budget.windows);
+    budget.batch = cli.pa_batch.unwrap_or(budget.batch);
+    budget.eval_instances = cli.pa_eval_instances.unwrap_or(budget.eval_instances);
+    budget.eval_iterations = cli.pa_eval_iterations.unwrap_or(budget.eval_iterations);
+    if budget.batch == 0 || budget.eval_instances == 0 || budget.eval_iterations == 0 {
+        return Err("--pa-batch, --pa-eval-instances and --pa-eval-iterations must be > 0".into());
+    }
     if all || cli.part == PartArg::PaLasso {
-        pa::run_lasso(&cli.out, cli.quick, cli.seed)?;
+        pa::run_lasso(&cli.out, cli.quick, cli.seed, budget)?;
     }
     if all || cli.part == PartArg::PaLogistic {
-        pa::run_logistic(&cli.out, cli.quick, cli.seed)?;
+        pa::run_logistic(&cli.out, cli.quick, cli.seed, budget)?;
     }
     if all || cli.part == PartArg::Loa {
         loa::run(&cli.out, cli.quick, cli.seed)?;
