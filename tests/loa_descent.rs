@@ -24,7 +24,8 @@ type Point = DMatrix<f64>;
 const MNIST: &str = "../shared/data/mnist-10k";
 
 /// What a run did: `f(x_0..=x_steps)`, and per step the step size, the skipped updates and
-/// the fallbacks (0 learned/quasi-Newton step, 1 restart along the gradient, 2 rejected).
+/// the fallbacks (0 learned/quasi-Newton step, 1 restart: not a descent direction, 2 restart:
+/// Armijo failed, 3 rejected).
 struct Run {
     f: Vec<f64>,
     alpha: Vec<f64>,
@@ -68,7 +69,7 @@ fn assert_descent(r: &Run, what: &str) {
             r.alpha[k - 1],
             r.fallback[k - 1]
         );
-        if r.fallback[k - 1] == 2.0 {
+        if r.fallback[k - 1] == 3.0 {
             assert_eq!(r.f[k], r.f[k - 1], "{what}: a rejected step moved x");
         }
     }
@@ -139,7 +140,7 @@ fn problems(seed: u64) -> Vec<(String, Box<dyn Problem<f64>>, Point)> {
 
 #[test]
 fn no_loa_or_bfgs_step_increases_f_in_or_out_of_distribution() {
-    let mut fallbacks = [0usize; 3];
+    let mut fallbacks = [0usize; 4];
     let mut runs = 0;
     for seed in 0..3u64 {
         let models = [
@@ -162,7 +163,10 @@ fn no_loa_or_bfgs_step_increases_f_in_or_out_of_distribution() {
         }
     }
     // The adversarial models do reach the safeguards (else this test could not fail).
-    assert!(fallbacks[1] > 0, "no restart in {runs} runs: {fallbacks:?}");
+    assert!(
+        fallbacks[1] > 0,
+        "no ascent direction in {runs} runs: {fallbacks:?}"
+    );
 }
 
 #[test]
@@ -314,7 +318,7 @@ fn a_step_without_decrease_is_rejected_and_x_stays() {
         let r = trace(alg, &p, &x, 10);
         assert_descent(&r, &alg.name());
         // Every step rejected (the original moved: α = 1e-5 after 5 failures).
-        assert!(r.fallback.iter().all(|&f| f == 2.0), "{:?}", r.fallback);
+        assert!(r.fallback.iter().all(|&f| f == 3.0), "{:?}", r.fallback);
         assert!(r.alpha.iter().all(|&a| a == 0.0));
         assert!(r.f.iter().all(|&f| f == r.f[0]));
     }
@@ -323,5 +327,31 @@ fn a_step_without_decrease_is_rejected_and_x_stays() {
     let q = Ridge::random(8, 12, 0.1, &mut rng).unwrap();
     let r = trace(&Bfgs, &q, &x, 80);
     assert_descent(&r, "BFGS to rounding");
-    assert!(r.fallback.iter().any(|&f| f == 2.0), "{:?}", r.fallback);
+    assert!(r.fallback.iter().any(|&f| f == 3.0), "{:?}", r.fallback);
+}
+
+#[test]
+fn the_generalized_update_can_lose_positive_definiteness() {
+    // Root cause of the ascent directions: H = I, d = (2, 0), Δg = (1, 0) (dᵀΔg > 0), so BFGS
+    // (u = d) stays positive definite, but u = (1, 2) gives [[2, 2], [2, -3]].
+    let tape = convergent_l2o::tape::Tape::<f64>::new();
+    let h = tape.constant(DMatrix::identity(2, 2));
+    let d = tape.constant(dmatrix![2.0; 0.0]);
+    let dg = tape.constant(dmatrix![1.0; 0.0]);
+    let s = d - h.matmul(dg);
+    let eig = |u: DMatrix<f64>| {
+        let (h1, skipped) = convergent_l2o::optim::generalized_bfgs(h, tape.constant(u), s, dg);
+        assert!(!skipped);
+        h1.value().symmetric_eigenvalues().min()
+    };
+    assert!(eig(dmatrix![2.0; 0.0]) > 0.0);
+    let lowest = eig(dmatrix![1.0; 2.0]);
+    assert!(lowest < 0.0, "{lowest}");
+    // Along the eigenvector of that negative eigenvalue, -H g is an ascent direction.
+    let h1 = DMatrix::from_row_slice(2, 2, &[2.0, 2.0, 2.0, -3.0]);
+    let eigen = h1.clone().symmetric_eigen();
+    let i = if eigen.eigenvalues[0] < 0.0 { 0 } else { 1 };
+    let g: DMatrix<f64> = DMatrix::from_column_slice(2, 1, eigen.eigenvectors.column(i).as_slice());
+    let d: DMatrix<f64> = -(&h1 * &g);
+    assert!(!is_descent_direction(&d, &g));
 }

@@ -35,22 +35,22 @@ type Point = DMatrix<f64>;
 
 /// `f(x_0), ..., f(x_steps)` of `alg` started at `start` (`x_{-1}` for the quasi-Newton methods,
 /// which warm up in `init`; `x_0` for the others), NaN past a divergence, and how many steps
-/// took each safeguard of the quasi-Newton methods (`fallback` 0, 1, 2; zeros for the others).
+/// took each safeguard of the quasi-Newton methods (`fallback` 0..=3; zeros for the others).
 fn values_and_fallbacks(
     alg: &dyn Algorithm<f64>,
     p: &dyn Problem<f64>,
     start: &Point,
     steps: usize,
-) -> Result<(Vec<f64>, [usize; 3]), String> {
+) -> Result<(Vec<f64>, [usize; 4]), String> {
     let cfg = RunConfig::bare(steps)
         .with(probes::objective(steps))
         .with(probes::reported("fallback"));
     let out = eval_run(alg, p, start, &cfg).map_err(|e| format!("{}: {e}", alg.name()))?;
     let mut v = out.trace.values("objective");
     v.resize(steps + 1, f64::NAN);
-    let mut fallbacks = [0; 3];
+    let mut fallbacks = [0; 4];
     for f in out.trace.values("fallback") {
-        if f.is_finite() && (0.0..3.0).contains(&f) {
+        if f.is_finite() && (0.0..4.0).contains(&f) {
             fallbacks[f as usize] += 1;
         }
     }
@@ -111,7 +111,7 @@ fn held_out_loss(
 /// Per method, per instance, the relative suboptimality curve from `x_{-1}` (clipped at 1e-16
 /// for the log plot: below that it is rounding noise), and the safeguard counts of LOA and of
 /// BFGS over all runs.
-type Curves = (Vec<Vec<Vec<f64>>>, [[usize; 3]; 2]);
+type Curves = (Vec<Vec<Vec<f64>>>, [[usize; 4]; 2]);
 
 fn curves<P: Problem<f64>>(
     model: &LoaBfgs<f64>,
@@ -141,15 +141,15 @@ fn curves<P: Problem<f64>>(
                     let clip = |r: f64| if r.is_nan() { r } else { r.max(1e-16) };
                     Ok((relative(&v, f_star).into_iter().map(clip).collect(), fb))
                 })
-                .collect::<Result<Vec<(Vec<f64>, [usize; 3])>, String>>()
+                .collect::<Result<Vec<(Vec<f64>, [usize; 4])>, String>>()
         })
         .collect::<Result<Vec<_>, String>>()?;
     let mut out = vec![Vec::new(); METHODS.len()];
-    let mut fallbacks = [[0; 3]; 2];
+    let mut fallbacks = [[0; 4]; 2];
     for runs in per_instance {
         for (m, (curve, fb)) in runs.into_iter().enumerate() {
             if m < 2 {
-                (0..3).for_each(|j| fallbacks[m][j] += fb[j]);
+                (0..4).for_each(|j| fallbacks[m][j] += fb[j]);
             }
             out[m].push(curve);
         }
@@ -232,8 +232,9 @@ pub fn report<P: Problem<f64>>(
     }
     for (name, fb) in ["LOA BFGS", "BFGS"].iter().zip(&fallbacks) {
         println!(
-            "    {name} steps: {} learned/quasi-Newton, {} restarted along -g, {} rejected",
-            fb[0], fb[1], fb[2]
+            "    {name} steps: {} quasi-Newton, restarted along -g: {} (not a descent direction) \
+             + {} (Armijo failed), {} rejected",
+            fb[0], fb[1], fb[2], fb[3]
         );
     }
     Ok(Suite {

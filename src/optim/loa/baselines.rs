@@ -151,7 +151,8 @@ tunable!(Nesterov);
 /// rejected (`x` stays). Identical to the original whenever none of these triggers.
 ///
 /// Reports `alpha` (the accepted step size, 0 when rejected), `fallback` (0: the quasi-Newton
-/// step, 1: a restart along the gradient, 2: rejected) and `skipped` (1 when the update of `H` was
+/// step; 1: a restart along the gradient because `-H ∇f` was not a descent direction; 2: a
+/// restart because the Armijo tries along it failed; 3: rejected) and `skipped` (1 when the update of `H` was
 /// skipped, else 0). Errors at `init` if the problem gives no smoothness or `x_{-1}` is
 /// stationary.
 ///
@@ -216,7 +217,7 @@ impl<'t, T: Scalar> Optimizer<'t, T> for Bfgs {
         let n = x_val.nrows();
         let (alpha, next) = match guarded {
             Guarded::Direction(alpha) => (alpha, x + step.scale(T::cast(alpha))),
-            Guarded::Restart(alpha) => {
+            Guarded::Restart { alpha, .. } => {
                 h = tape.constant(DMatrix::identity(n, n) * T::cast(gamma));
                 (alpha, x - g.scale(T::cast(alpha * gamma)))
             }

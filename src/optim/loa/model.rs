@@ -46,7 +46,8 @@ const NAME: &str = "LOA BFGS";
 /// Its optimizer is started at `x_{-1}` and takes the original's warm-up step in `init` (see
 /// [`loa_warm_up`](crate::optim::loa_warm_up)). Each update reports `alpha` (the step size),
 /// `skipped` (1 when the update of `H` was skipped, else 0) and `fallback` (0: the learned
-/// step; 1: a restart along `-γ ∇f`; 2: the step was rejected). A recorded run differentiates
+/// step; 1: a restart along `-γ ∇f` because `-H_k g_k` was not a descent direction; 2: a
+/// restart because the Armijo tries along it failed; 3: the step was rejected). A recorded run differentiates
 /// what [`InnerGradients`] says; Armijo step sizes are constants of the meta-gradient.
 ///
 /// **A descent method.** The learned update keeps the secant equation but not positive
@@ -326,7 +327,7 @@ impl<'t, T: Scalar> Optimizer<'t, T> for LoaRun<'_, 't, T> {
                 };
                 match guarded {
                     Guarded::Direction(a) => (a, d.scale(T::cast(a)), guarded.code()),
-                    Guarded::Restart(a) => {
+                    Guarded::Restart { alpha: a, .. } => {
                         h_new = restart();
                         (a, g.scale(T::cast(-a * gamma)), guarded.code())
                     }

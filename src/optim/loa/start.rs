@@ -250,20 +250,22 @@ pub fn backtrack(
 pub(super) enum Guarded {
     /// The quasi-Newton direction `d` was a descent direction and Armijo accepted `α`.
     Direction(f64),
-    /// `d` was not a descent direction, or Armijo along it ran out of tries: restarted from
-    /// `H = γ I`, Armijo accepted `α` along `-γ g`.
-    Restart(f64),
+    /// Restarted from `H = γ I`, Armijo accepted `α` along `-γ g`; `ascent` when `d` was not a
+    /// descent direction, else Armijo along `d` ran out of tries.
+    Restart { alpha: f64, ascent: bool },
     /// No decrease was found even along `-γ g`: the step is rejected and `x` stays.
     Rejected,
 }
 
 impl Guarded {
-    /// The number reported as `fallback`: 0, 1 or 2.
+    /// The number reported as `fallback`: 0 the quasi-Newton step, 1 a restart because `d`
+    /// was not a descent direction, 2 a restart because Armijo along `d` failed, 3 rejected.
     pub(super) fn code(self) -> f64 {
         match self {
             Guarded::Direction(_) => 0.0,
-            Guarded::Restart(_) => 1.0,
-            Guarded::Rejected => 2.0,
+            Guarded::Restart { ascent: true, .. } => 1.0,
+            Guarded::Restart { ascent: false, .. } => 2.0,
+            Guarded::Rejected => 3.0,
         }
     }
 }
@@ -307,14 +309,18 @@ pub(super) fn guarded_step<T: Scalar>(
             tries,
         )
     };
-    if is_descent_direction(d, g) {
+    let descent = is_descent_direction(d, g);
+    if descent {
         if let Some(alpha) = along(d, DIRECTION_TRIES) {
             return Guarded::Direction(alpha);
         }
     }
     let restart = g.map(|v| v * T::cast(-gamma));
     match along(&restart, RESTART_TRIES) {
-        Some(alpha) => Guarded::Restart(alpha),
+        Some(alpha) => Guarded::Restart {
+            alpha,
+            ascent: !descent,
+        },
         None => Guarded::Rejected,
     }
 }
