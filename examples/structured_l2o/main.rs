@@ -64,6 +64,9 @@ struct Cli {
     /// L2O-PA test iterations (default: the paper's 1000; 300 with --quick).
     #[arg(long)]
     pa_eval_iterations: Option<usize>,
+    /// L2O-PA: skip meta-training, evaluate the parameters saved by a previous run in --out.
+    #[arg(long)]
+    pa_load: bool,
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -76,6 +79,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     budget.batch = cli.pa_batch.unwrap_or(budget.batch);
     budget.eval_instances = cli.pa_eval_instances.unwrap_or(budget.eval_instances);
     budget.eval_iterations = cli.pa_eval_iterations.unwrap_or(budget.eval_iterations);
+    budget.load = cli.pa_load;
     if budget.batch == 0 || budget.eval_instances == 0 || budget.eval_iterations == 0 {
         return Err("--pa-batch, --pa-eval-instances and --pa-eval-iterations must be > 0".into());
     }

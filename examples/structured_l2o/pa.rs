@@ -23,6 +23,7 @@ use super::plot::log_curves_svg;
 use convergent_l2o::eval::{probes, run, RunConfig};
 use convergent_l2o::meta::{MeanObjective, MetaTrainConfig, MetaTrainer, TruncatedBptt};
 use convergent_l2o::models::write_atomically;
+use convergent_l2o::models::Params;
 use convergent_l2o::optim::{
     reference_optimum, Algorithm, ConvergentPa, Frozen, L2oPa, LearnedOptimizer, PaConfig,
     ProxGradient,
@@ -63,6 +64,8 @@ pub struct Budget {
     pub eval_instances: usize,
     /// Iterations of every test run.
     pub eval_iterations: usize,
+    /// Skip meta-training: load the parameters a previous run saved in the output directory.
+    pub load: bool,
 }
 
 impl Budget {
@@ -74,6 +77,7 @@ impl Budget {
                 batch: 4,
                 eval_instances: 16,
                 eval_iterations: 300,
+                load: false,
             }
         } else {
             Budget {
@@ -81,6 +85,7 @@ impl Budget {
                 batch: 64,
                 eval_instances: 64,
                 eval_iterations: 1000,
+                load: false,
             }
         }
     }
@@ -261,66 +266,16 @@ fn run_part(out_dir: &Path, quick: bool, seed: u64, budget: Budget, part: Part<'
         sizes.fstar_iterations
     );
     let mut model = L2oPa::<f64>::new(part.pa, &mut StdRng::seed_from_u64(seed))?;
-    let config = MetaTrainConfig {
-        lr: part.lr,
-        clip: None,
-        seed,
-    };
-    let estimator = TruncatedBptt::new(sizes.batch, HORIZON, SEGMENT);
-    let mut trainer = MetaTrainer::new(config, estimator, MeanObjective)?;
-    // As the original: validate on fixed instances and keep the best meta-parameters (the
-    // meta-gradients are noisy, and one bad Adam step can undo the training).
-    let validation = draw(part.train, sizes.validation, seed ^ 0x0a11d)?;
-    let mut best = (
-        meta_loss(&Frozen(&model), &validation)?,
-        model.params().clone(),
-        0,
-    );
-    println!("   validation meta-loss before training: {:.5}", best.0);
-    let start = Instant::now();
-    let bar = ProgressBar::new(sizes.windows as u64);
-    for window in 1..=sizes.windows {
-        let report = trainer.step(&mut model, part.train)?;
-        bar.inc(1);
-        if window % sizes.report_every == 0 || window == sizes.windows {
-            let line = format!(
-                "   window {window:>4}/{}: meta-loss {:.5}, |meta-grad| {:.3e}, {:.1}s",
-                sizes.windows,
-                report.meta_loss,
-                report.grad_norm,
-                start.elapsed().as_secs_f64()
-            );
-            // A hidden bar (output not a terminal) prints nothing: the log gets the lines.
-            if bar.is_hidden() {
-                println!("{line}");
-            } else {
-                bar.println(line);
-            }
-        }
-        if let Some(w) = report.warning {
-            println!("   warning: {w}");
-        }
-        if window % sizes.validate_every == 0 || window == sizes.windows {
-            let v = meta_loss(&Frozen(&model), &validation)?;
-            let improved = v < best.0;
-            if improved {
-                best = (v, model.params().clone(), window);
-            }
-            println!(
-                "   validation meta-loss after {window} windows: {v:.5}{}",
-                if improved { " (best)" } else { "" }
-            );
-        }
+    let params_path = out_dir.join(format!("pa_{name}.params"));
+    if budget.load {
+        let params =
+            Params::load(&params_path).map_err(|e| format!("{}: {e}", params_path.display()))?;
+        model.set_params(params)?;
+        println!("   meta-parameters loaded from {}", params_path.display());
+    } else {
+        train(&mut model, &part, &sizes, seed)?;
+        model.params().save(&params_path)?;
     }
-    bar.finish_and_clear();
-    println!(
-        "   keeping the meta-parameters after {} windows (validation meta-loss {:.5})",
-        best.2, best.0
-    );
-    model.set_params(best.1)?;
-    model
-        .params()
-        .save(&out_dir.join(format!("pa_{name}.params")))?;
     let wrapped = ConvergentPa::new(model.clone(), BUDGET, DECAY)?;
     let methods: [(&'static str, &dyn Algorithm<f64>); 4] = [
         ("ISTA", &ProxGradient::ista()),
@@ -372,6 +327,69 @@ fn run_part(out_dir: &Path, quick: bool, seed: u64, budget: Budget, part: Part<'
             println!("{line}");
         }
     }
+    Ok(())
+}
+
+/// Meta-trains `model` on `part.train` and leaves it at the best meta-parameters on the
+/// validation instances.
+fn train(model: &mut L2oPa<f64>, part: &Part<'_>, sizes: &Sizes, seed: u64) -> Res<()> {
+    let config = MetaTrainConfig {
+        lr: part.lr,
+        clip: None,
+        seed,
+    };
+    let estimator = TruncatedBptt::new(sizes.batch, HORIZON, SEGMENT);
+    let mut trainer = MetaTrainer::new(config, estimator, MeanObjective)?;
+    // As the original: validate on fixed instances and keep the best meta-parameters (the
+    // meta-gradients are noisy, and one bad Adam step can undo the training).
+    let validation = draw(part.train, sizes.validation, seed ^ 0x0a11d)?;
+    let mut best = (
+        meta_loss(&Frozen(&*model), &validation)?,
+        model.params().clone(),
+        0,
+    );
+    println!("   validation meta-loss before training: {:.5}", best.0);
+    let start = Instant::now();
+    let bar = ProgressBar::new(sizes.windows as u64);
+    for window in 1..=sizes.windows {
+        let report = trainer.step(model, part.train)?;
+        bar.inc(1);
+        if window % sizes.report_every == 0 || window == sizes.windows {
+            let line = format!(
+                "   window {window:>4}/{}: meta-loss {:.5}, |meta-grad| {:.3e}, {:.1}s",
+                sizes.windows,
+                report.meta_loss,
+                report.grad_norm,
+                start.elapsed().as_secs_f64()
+            );
+            // A hidden bar (output not a terminal) prints nothing: the log gets the lines.
+            if bar.is_hidden() {
+                println!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+        if let Some(w) = report.warning {
+            println!("   warning: {w}");
+        }
+        if window % sizes.validate_every == 0 || window == sizes.windows {
+            let v = meta_loss(&Frozen(&*model), &validation)?;
+            let improved = v < best.0;
+            if improved {
+                best = (v, model.params().clone(), window);
+            }
+            println!(
+                "   validation meta-loss after {window} windows: {v:.5}{}",
+                if improved { " (best)" } else { "" }
+            );
+        }
+    }
+    bar.finish_and_clear();
+    println!(
+        "   keeping the meta-parameters after {} windows (validation meta-loss {:.5})",
+        best.2, best.0
+    );
+    model.set_params(best.1)?;
     Ok(())
 }
 
