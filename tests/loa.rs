@@ -89,13 +89,21 @@ fn relative(values: &[f64], f_star: f64) -> Vec<f64> {
     values.iter().map(|v| (v - f_star) / gap).collect()
 }
 
-/// The old meta-loss, computed offline: the mean over `k = 1..=T` of `log(r_k + floor)`.
+/// The old meta-loss, computed offline: the mean over `k = 1..=T` of `log(r_k + floor)` (and
+/// `log(floor)` where `r_k + floor <= 0`, as `LogRelative`; `r_k` is slightly negative when `f`
+/// reaches `F*` to rounding).
 fn log_relative_loss(values: &[f64], f_star: f64, floor: f64) -> f64 {
     let r = relative(values, f_star);
     let t = r.len().saturating_sub(1).max(1);
     r[1..]
         .iter()
-        .map(|r| (r + floor).max(floor).ln())
+        .map(|r| {
+            if r + floor > 0.0 {
+                (r + floor).ln()
+            } else {
+                floor.ln()
+            }
+        })
         .sum::<f64>()
         / t as f64
 }
@@ -166,7 +174,8 @@ fn recorded<'t>(
 fn unrecorded_run_keeps_the_tape_flat_and_matches_the_recorded_unroll() {
     let model = perturbed(5, 0.05);
     let (p, x) = ridge(5, 8, 6);
-    // Unrecorded updates add the same few nodes at every step, however many Armijo trials.
+    // Unrecorded updates add the same few nodes at every step, however many Armijo trials (a
+    // safeguard's restart, here near F* to rounding, adds one constant: the restarted H).
     let tape = Tape::new();
     let opt = model.optimizer(model.params().bind_constants(&tape));
     let mut state = opt
@@ -186,7 +195,9 @@ fn unrecorded_run_keeps_the_tape_flat_and_matches_the_recorded_unroll() {
         growth.push(tape.len() - before);
     }
     assert!(
-        growth.iter().all(|&g| g == growth[0] && g < 60),
+        growth
+            .iter()
+            .all(|&g| (growth[0]..=growth[0] + 1).contains(&g) && g < 60),
         "{growth:?}"
     );
 

@@ -1,11 +1,11 @@
 //! LOA learned BFGS (Castera & Ochs): meta-train on random quadratics with the library's one
 //! `MetaTrainer`, then compare with GD, Nesterov, heavy ball and BFGS (every method through
-//! `eval::run`) in distribution and on shifted problems (larger ridge regressions, the
-//! original's synthetic logistic regression and a larger one).
+//! `eval::run`) in distribution; out of distribution in `loa_ood.rs`.
 //!
 //! Writes `loa_<suite>.csv` (per step: median, min and max over instances of the relative
 //! suboptimality `(f(x_k) - F*)/(f(x_0) - F*)` for every method), `loa_<suite>.svg` (medians)
-//! and `loa_params.bin` (the trained 216 parameters) to `out_dir`.
+//! `loa_in_distribution_table.csv` (median and worst at the early iterations) and
+//! `loa_params.bin` (the trained 216 parameters) to `out_dir`.
 
 use convergent_l2o::eval::{probes, run as eval_run, RunConfig};
 use convergent_l2o::meta::{draw_rng, FullBptt, LogRelative, MetaTrainConfig, MetaTrainer};
@@ -16,7 +16,6 @@ use convergent_l2o::optim::{
 };
 use convergent_l2o::problems::{
     standard_normal_point, Draw, LoaQuadratics, Problem, ProblemFamily, Ridge, Sampled,
-    SyntheticLogistic,
 };
 use nalgebra::DMatrix;
 use rand::rngs::StdRng;
@@ -35,18 +34,37 @@ const FLOOR: f64 = 1e-12;
 type Point = DMatrix<f64>;
 
 /// `f(x_0), ..., f(x_steps)` of `alg` started at `start` (`x_{-1}` for the quasi-Newton methods,
-/// which warm up in `init`; `x_0` for the others), NaN past a divergence.
+/// which warm up in `init`; `x_0` for the others), NaN past a divergence, and how many steps
+/// took each safeguard of the quasi-Newton methods (`fallback` 0..=3; zeros for the others).
+fn values_and_fallbacks(
+    alg: &dyn Algorithm<f64>,
+    p: &dyn Problem<f64>,
+    start: &Point,
+    steps: usize,
+) -> Result<(Vec<f64>, [usize; 4]), String> {
+    let cfg = RunConfig::bare(steps)
+        .with(probes::objective(steps))
+        .with(probes::reported("fallback"));
+    let out = eval_run(alg, p, start, &cfg).map_err(|e| format!("{}: {e}", alg.name()))?;
+    let mut v = out.trace.values("objective");
+    v.resize(steps + 1, f64::NAN);
+    let mut fallbacks = [0; 4];
+    for f in out.trace.values("fallback") {
+        if f.is_finite() && (0.0..4.0).contains(&f) {
+            fallbacks[f as usize] += 1;
+        }
+    }
+    Ok((v, fallbacks))
+}
+
+/// `f(x_0), ..., f(x_steps)` of `alg` started at `start` (see [`values_and_fallbacks`]).
 fn values(
     alg: &dyn Algorithm<f64>,
     p: &dyn Problem<f64>,
     start: &Point,
     steps: usize,
 ) -> Result<Vec<f64>, String> {
-    let cfg = RunConfig::bare(steps).with(probes::objective(steps));
-    let out = eval_run(alg, p, start, &cfg).map_err(|e| format!("{}: {e}", alg.name()))?;
-    let mut v = out.trace.values("objective");
-    v.resize(steps + 1, f64::NAN);
-    Ok(v)
+    Ok(values_and_fallbacks(alg, p, start, steps)?.0)
 }
 
 /// `(f(x_k) - F*)/(f(x_0) - F*)`.
@@ -62,7 +80,13 @@ fn log_relative(values: &[f64], f_star: f64) -> f64 {
     let t = (r.len() - 1).max(1);
     r[1..]
         .iter()
-        .map(|r| (r + FLOOR).max(FLOOR).ln())
+        .map(|r| {
+            if r + FLOOR > 0.0 {
+                (r + FLOOR).ln()
+            } else {
+                FLOOR.ln()
+            }
+        })
         .sum::<f64>()
         / t as f64
 }
@@ -85,12 +109,15 @@ fn held_out_loss(
 }
 
 /// Per method, per instance, the relative suboptimality curve from `x_{-1}` (clipped at 1e-16
-/// for the log plot: below that it is rounding noise).
+/// for the log plot: below that it is rounding noise), and the safeguard counts of LOA and of
+/// BFGS over all runs.
+type Curves = (Vec<Vec<Vec<f64>>>, [[usize; 4]; 2]);
+
 fn curves<P: Problem<f64>>(
     model: &LoaBfgs<f64>,
     problems: &[(P, Point)],
     steps: usize,
-) -> Result<Vec<Vec<Vec<f64>>>, String> {
+) -> Result<Curves, String> {
     let per_instance = problems
         .par_iter()
         .enumerate()
@@ -110,22 +137,27 @@ fn curves<P: Problem<f64>>(
             ];
             runs.iter()
                 .map(|(alg, start)| {
-                    let v = values(*alg, p, start, steps).map_err(tag)?;
+                    let (v, fb) = values_and_fallbacks(*alg, p, start, steps).map_err(tag)?;
                     let clip = |r: f64| if r.is_nan() { r } else { r.max(1e-16) };
-                    Ok(relative(&v, f_star).into_iter().map(clip).collect())
+                    Ok((relative(&v, f_star).into_iter().map(clip).collect(), fb))
                 })
-                .collect::<Result<Vec<Vec<f64>>, String>>()
+                .collect::<Result<Vec<(Vec<f64>, [usize; 4])>, String>>()
         })
         .collect::<Result<Vec<_>, String>>()?;
     let mut out = vec![Vec::new(); METHODS.len()];
+    let mut fallbacks = [[0; 4]; 2];
     for runs in per_instance {
-        for (m, curve) in runs.into_iter().enumerate() {
+        for (m, (curve, fb)) in runs.into_iter().enumerate() {
+            if m < 2 {
+                (0..4).for_each(|j| fallbacks[m][j] += fb[j]);
+            }
             out[m].push(curve);
         }
     }
-    Ok(out)
+    Ok((out, fallbacks))
 }
 
+/// The median, minimum and maximum over instances at step `k`.
 fn stats(runs: &[Vec<f64>], k: usize) -> (f64, f64, f64) {
     let mut v: Vec<f64> = runs.iter().map(|r| r[k]).collect();
     v.sort_by(f64::total_cmp);
@@ -138,16 +170,25 @@ fn stats(runs: &[Vec<f64>], k: usize) -> (f64, f64, f64) {
     (median, v[0], v[n - 1])
 }
 
-fn report<P: Problem<f64>>(
+/// One suite's result: per method, the median and the maximum over instances at every step.
+pub struct Suite {
+    /// `(method, medians, maxima)` for `k = 0..=steps`.
+    pub methods: Vec<(&'static str, Vec<f64>, Vec<f64>)>,
+}
+
+/// Runs every method on `problems`, writes `loa_<suite>.csv` (median, min, max per step) and
+/// `loa_<suite>.svg` (medians), prints the medians at `k = steps/4` and `steps` (and the
+/// safeguards taken), and returns the curves.
+pub fn report<P: Problem<f64>>(
     out_dir: &Path,
     suite: &str,
     title: &str,
     model: &LoaBfgs<f64>,
     problems: &[(P, Point)],
     steps: usize,
-) -> Result<(), Box<dyn Error>> {
+) -> Result<Suite, Box<dyn Error>> {
     let t = Instant::now();
-    let all = curves(model, problems, steps)?;
+    let (all, fallbacks) = curves(model, problems, steps)?;
     let mut csv = String::from("k");
     for m in METHODS {
         let m = m.replace(' ', "_");
@@ -155,11 +196,13 @@ fn report<P: Problem<f64>>(
     }
     csv.push('\n');
     let mut medians = vec![Vec::with_capacity(steps + 1); METHODS.len()];
+    let mut maxima = vec![Vec::with_capacity(steps + 1); METHODS.len()];
     for k in 0..=steps {
         write!(csv, "{k}")?;
         for (m, runs) in all.iter().enumerate() {
             let (med, lo, hi) = stats(runs, k);
             medians[m].push(med);
+            maxima[m].push(hi);
             write!(csv, ",{med:e},{lo:e},{hi:e}")?;
         }
         csv.push('\n');
@@ -187,11 +230,24 @@ fn report<P: Problem<f64>>(
     for (name, m) in METHODS.iter().zip(&medians) {
         println!("    {name:<10} {:.2e}  {:.2e}", m[steps / 4], m[steps]);
     }
-    Ok(())
+    for (name, fb) in ["LOA BFGS", "BFGS"].iter().zip(&fallbacks) {
+        println!(
+            "    {name} steps: {} quasi-Newton, restarted along -g: {} (not a descent direction) \
+             + {} (Armijo failed), {} rejected",
+            fb[0], fb[1], fb[2], fb[3]
+        );
+    }
+    Ok(Suite {
+        methods: METHODS
+            .iter()
+            .zip(medians.into_iter().zip(maxima))
+            .map(|(n, (m, x))| (*n, m, x))
+            .collect(),
+    })
 }
 
 /// `count` instances of `make` with `x_{-1} ~ N(0, I)`, all from `rng`.
-fn instances<P>(
+pub fn instances<P>(
     count: usize,
     dim: usize,
     rng: &mut StdRng,
@@ -265,29 +321,20 @@ pub fn run(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn std::er
     let in_dist: Vec<(Ridge, Point)> =
         instances(count, dim, &mut rng, |rng| Ok(family.sample(rng)?))?;
     let title = format!("Quadratics, dim {dim} (training distribution)");
-    report(out_dir, "quadratics", &title, &model, &in_dist, steps)?;
-
-    let big = if quick { 3 * dim } else { 5 * dim };
-    let ridge: Vec<(Ridge, Point)> = instances(count, big, &mut rng, |rng| {
-        Ok(Ridge::random(big, 2 * big, 0.1, rng)?)
-    })?;
-    let title = format!("Ridge regression, dim {big}, lambda 0.1");
-    report(out_dir, "ridge", &title, &model, &ridge, steps)?;
-
-    for (p, m) in [(10, 50), (5 * dim, 25 * dim)] {
-        let logistic: Vec<(SyntheticLogistic, Point)> = instances(count, p, &mut rng, |rng| {
-            Ok(SyntheticLogistic::random(p, m, rng)?)
-        })?;
-        let title = format!("Synthetic logistic regression, P = {p}, M = {m}");
-        report(
-            out_dir,
-            &format!("logistic_p{p}"),
-            &title,
-            &model,
-            &logistic,
-            steps,
-        )?;
-    }
+    let result = report(out_dir, "quadratics", &title, &model, &in_dist, steps)?;
+    let mut csv = String::from("suite,method,k,median,max\n");
+    let mut ks = super::loa_ood::table_ks(steps);
+    ks.push(27.min(steps)); // where the issue compares LOA and BFGS in distribution
+    ks.sort_unstable();
+    ks.dedup();
+    super::loa_ood::table("quadratics", &result, &ks, &mut csv);
+    let path = out_dir.join("loa_in_distribution_table.csv");
+    write_atomically(&path, csv.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!(
+        "LOA: trained and evaluated in distribution in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    super::loa_ood::run(out_dir, quick, seed, &model)?;
     println!("LOA: done in {:.1} s", t0.elapsed().as_secs_f64());
     Ok(())
 }

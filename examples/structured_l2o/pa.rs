@@ -1,32 +1,38 @@
 //! L2O-PA (Liu et al., ICML 2023) meta-trained on LASSO and on ℓ1-logistic regression with the
 //! one meta-trainer (truncated BPTT over K = 100 iterations in windows of 20, the mean
 //! objective, Adam), then compared with ISTA, FISTA and the convergent wrapper on held-out
-//! instances with the one evaluation loop, in distribution and on a shifted distribution.
+//! instances with the one evaluation loop, in distribution and shifted.
 //!
-//! Default settings are scaled down from the paper's 500 meta-steps x 64 instances (hours on
-//! two CPU cores): LASSO 50 x 100 (10-sparse; the paper's 1:2 shape and 10% sparsity) and
-//! logistic at the paper's 1000 x 50 (20-sparse), each with 500 windows (100 trajectories of
-//! K = 100 per particle) of 16 particles and the paper's learning rates. Evaluation: 64
-//! held-out instances, 1000 iterations, F* from 5000 FISTA iterations. As in the original, the
-//! meta-parameters kept are the best on fixed validation instances (16, checked every 50
-//! windows; the untrained network is a candidate too). `--quick` uses the toy sizes, 100
-//! windows of 4 particles and 16 test instances of 300 iterations. The settings are printed at
-//! the start of each part.
+//! Defaults are the paper's (MS4L2O's): LASSO 250 x 500 (50-sparse, rho = 0.1), logistic
+//! 1000 x 50 (20-sparse, rho = 0.1), 500 meta-steps of 64 instances, each K = 100 iterations
+//! in 5 windows of 20 with an Adam step per window (2500 windows), Adam lr 1e-2
+//! (LASSO) / 3e-3 (logistic), evaluation over 1000 iterations with F* from 5000 FISTA
+//! iterations; the meta-training budget and the number of test instances are flags
+//! (`--pa-windows`, `--pa-batch`, `--pa-eval-instances`; the paper tests 1024 instances, the
+//! default here is 64). As in the original, the meta-parameters kept are the best on fixed
+//! validation instances (16, checked every 50 windows; the untrained network is a candidate
+//! too). `--quick` uses the toy sizes (LASSO 20 x 40, logistic 100 x 20), 100 windows of 4
+//! and 16 test instances of 300 iterations.
 //!
-//! Shifted distributions: LASSO instances twice as large (rows, columns and sparsity doubled);
-//! logistic instances with W entries of standard deviation 2 instead of 1.
+//! Shifted test sets: the paper's real data transferred from synthetic training, with MNIST
+//! standing in for BSD500 and Ionosphere/Spambase (`pa_data.rs`); for logistic regression also
+//! synthetic instances with W entries of standard deviation 2 instead of 1.
 
+use super::pa_data;
 use super::plot::log_curves_svg;
 use convergent_l2o::eval::{probes, run, RunConfig};
 use convergent_l2o::meta::{MeanObjective, MetaTrainConfig, MetaTrainer, TruncatedBptt};
 use convergent_l2o::models::write_atomically;
+use convergent_l2o::models::Params;
 use convergent_l2o::optim::{
     reference_optimum, Algorithm, ConvergentPa, Frozen, L2oPa, LearnedOptimizer, PaConfig,
     ProxGradient,
 };
+use convergent_l2o::problems::data::Mnist;
 use convergent_l2o::problems::{
     relative_error, Draw, LassoConfig, LogisticConfig, ProblemFamily, Sampled,
 };
+use indicatif::ProgressBar;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -40,10 +46,50 @@ type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 /// Budget and decay of the convergent wrapper: free at first, FISTA after a few hundred steps.
 const BUDGET: f64 = 1.0;
 const DECAY: f64 = 0.99;
+/// Where the MNIST files are looked for (relative to the repository).
+const MNIST: &str = "../shared/data/mnist-10k";
 /// Iterations `K` of a meta-training trajectory and of the validation meta-loss.
 const HORIZON: usize = 100;
 /// Iterations per window of truncated BPTT.
 const SEGMENT: usize = 20;
+
+/// The meta-training and evaluation budget (command-line flags, see `main.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    /// Meta-steps (windows of truncated BPTT).
+    pub windows: usize,
+    /// Instances (particles) per window.
+    pub batch: usize,
+    /// Test instances per test set (synthetic; the real-data sets have their own count).
+    pub eval_instances: usize,
+    /// Iterations of every test run.
+    pub eval_iterations: usize,
+    /// Skip meta-training: load the parameters a previous run saved in the output directory.
+    pub load: bool,
+}
+
+impl Budget {
+    /// The paper's budget (64 test instances instead of 1024), or the quick one.
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Budget {
+                windows: 100,
+                batch: 4,
+                eval_instances: 16,
+                eval_iterations: 300,
+                load: false,
+            }
+        } else {
+            Budget {
+                windows: 2500,
+                batch: 64,
+                eval_instances: 64,
+                eval_iterations: 1000,
+                load: false,
+            }
+        }
+    }
+}
 
 struct Sizes {
     windows: usize,
@@ -57,32 +103,24 @@ struct Sizes {
 }
 
 impl Sizes {
-    fn new(quick: bool) -> Self {
-        if quick {
-            Sizes {
-                windows: 100,
-                validation: 4,
-                validate_every: 25,
-                report_every: 10,
-                batch: 4,
-                eval_instances: 16,
-                eval_iterations: 300,
-                fstar_iterations: 5000,
-            }
-        } else {
-            Sizes {
-                windows: 500,
-                validation: 16,
-                validate_every: 50,
-                report_every: 50,
-                batch: 16,
-                eval_instances: 64,
-                eval_iterations: 1000,
-                fstar_iterations: 5000,
-            }
+    fn new(quick: bool, budget: Budget) -> Self {
+        let (validation, validate_every, report_every) =
+            if quick { (4, 25, 10) } else { (16, 50, 10) };
+        Sizes {
+            windows: budget.windows,
+            validation,
+            validate_every: validate_every.min(budget.windows.max(1)),
+            report_every,
+            batch: budget.batch,
+            eval_instances: budget.eval_instances,
+            eval_iterations: budget.eval_iterations,
+            fstar_iterations: 5000,
         }
     }
 }
+
+/// The iterations of the tables (the paper plots 0..1000 on a log scale).
+const TABLE_KS: [usize; 6] = [10, 50, 100, 200, 500, 1000];
 
 /// One benchmark: the architecture, the meta learning rate, and the families of training (and
 /// in-distribution test) instances and of shifted test instances.
@@ -91,55 +129,85 @@ struct Part<'a> {
     pa: PaConfig,
     lr: f64,
     train: &'a dyn ProblemFamily<f64>,
-    shifted: &'a dyn ProblemFamily<f64>,
+    /// `(tag, label, instances)` of each shifted test set.
+    shifted: Vec<(&'static str, String, Vec<Sampled<f64>>)>,
+}
+
+/// The MNIST files, for the real-data test sets (`None`, with a note, when absent).
+fn mnist() -> Option<Mnist> {
+    match Mnist::load(Path::new(MNIST)) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            println!("   real-data test sets skipped: {MNIST}: {e}");
+            None
+        }
+    }
 }
 
 /// Meta-trains L2O-PA on LASSO and evaluates it; writes `pa_lasso_*.{csv,svg}` and the
 /// trained parameters to `out_dir`.
-pub fn run_lasso(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn Error>> {
+pub fn run_lasso(
+    out_dir: &Path,
+    quick: bool,
+    seed: u64,
+    budget: Budget,
+) -> Result<(), Box<dyn Error>> {
     let cfg = if quick {
         LassoConfig::toy()
     } else {
-        LassoConfig {
-            rows: 50,
-            cols: 100,
-            sparsity: 10,
-            rho: 0.1,
-        }
+        LassoConfig::paper()
     };
-    let big = LassoConfig {
-        rows: 2 * cfg.rows,
-        cols: 2 * cfg.cols,
-        sparsity: 2 * cfg.sparsity,
-        ..cfg
-    };
+    let mut shifted = Vec::new();
+    if let Some(data) = mnist() {
+        let count = budget.eval_instances.min(if quick { 16 } else { 64 });
+        let label = "MNIST 8x8 patches, 64 x 128 dictionary, rho 0.5 (for BSD500)".to_string();
+        shifted.push((
+            "real",
+            label,
+            pa_data::lasso_patches(&data, count, seed ^ 0xb5d)?,
+        ));
+    }
     let part = Part {
         name: "lasso",
         pa: PaConfig::lasso(),
         lr: 1e-2,
         train: &cfg,
-        shifted: &big,
+        shifted,
     };
-    run_part(out_dir, quick, seed, part).map_err(|e| e as Box<dyn Error>)
+    run_part(out_dir, quick, seed, budget, part).map_err(|e| e as Box<dyn Error>)
 }
 
 /// Meta-trains L2O-PA on ℓ1-logistic regression and evaluates it; writes
 /// `pa_logistic_*.{csv,svg}` and the trained parameters to `out_dir`.
-pub fn run_logistic(out_dir: &Path, quick: bool, seed: u64) -> Result<(), Box<dyn Error>> {
+pub fn run_logistic(
+    out_dir: &Path,
+    quick: bool,
+    seed: u64,
+    budget: Budget,
+) -> Result<(), Box<dyn Error>> {
     let cfg = if quick {
         LogisticConfig::toy()
     } else {
         LogisticConfig::paper()
     };
     let scaled = LogisticConfig { w_std: 2.0, ..cfg };
+    let mut shifted = vec![(
+        "shift",
+        ProblemFamily::<f64>::name(&scaled),
+        draw(&scaled, budget.eval_instances, seed ^ 0x5_41f7).map_err(|e| e.to_string())?,
+    )];
+    if let Some(data) = mnist() {
+        let label = "MNIST digit pairs, 1000 x 50, rho 0.1 (for Ionosphere/Spambase)".to_string();
+        shifted.push(("real", label, pa_data::logistic_digits(&data, 10)?));
+    }
     let part = Part {
         name: "logistic",
         pa: PaConfig::logistic(),
         lr: 3e-3,
         train: &cfg,
-        shifted: &scaled,
+        shifted,
     };
-    run_part(out_dir, quick, seed, part).map_err(|e| e as Box<dyn Error>)
+    run_part(out_dir, quick, seed, budget, part).map_err(|e| e as Box<dyn Error>)
 }
 
 /// `count` instances of `family` from a generator of their own (never seen in training).
@@ -177,15 +245,19 @@ fn meta_loss(alg: &dyn Algorithm<f64>, instances: &[Sampled<f64>]) -> Res<f64> {
     Ok(losses.iter().sum::<f64>() / losses.len() as f64)
 }
 
-fn run_part(out_dir: &Path, quick: bool, seed: u64, part: Part<'_>) -> Res<()> {
-    let sizes = Sizes::new(quick);
+fn run_part(out_dir: &Path, quick: bool, seed: u64, budget: Budget, part: Part<'_>) -> Res<()> {
+    let sizes = Sizes::new(quick, budget);
     let name = part.name;
     println!(
         "== L2O-PA on {} (shifted: {})\n   {} windows of {SEGMENT} iterations x {} particles \
          (K = {HORIZON}), Adam lr {}, eval {} instances x {} iterations, F* from {} FISTA \
          iterations, seed {seed}",
         part.train.name(),
-        part.shifted.name(),
+        part.shifted
+            .iter()
+            .map(|s| s.1.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
         sizes.windows,
         sizes.batch,
         part.lr,
@@ -194,57 +266,16 @@ fn run_part(out_dir: &Path, quick: bool, seed: u64, part: Part<'_>) -> Res<()> {
         sizes.fstar_iterations
     );
     let mut model = L2oPa::<f64>::new(part.pa, &mut StdRng::seed_from_u64(seed))?;
-    let config = MetaTrainConfig {
-        lr: part.lr,
-        clip: None,
-        seed,
-    };
-    let estimator = TruncatedBptt::new(sizes.batch, HORIZON, SEGMENT);
-    let mut trainer = MetaTrainer::new(config, estimator, MeanObjective)?;
-    // As the original: validate on fixed instances and keep the best meta-parameters (the
-    // meta-gradients are noisy, and one bad Adam step can undo the training).
-    let validation = draw(part.train, sizes.validation, seed ^ 0x0a11d)?;
-    let mut best = (
-        meta_loss(&Frozen(&model), &validation)?,
-        model.params().clone(),
-        0,
-    );
-    println!("   validation meta-loss before training: {:.5}", best.0);
-    let start = Instant::now();
-    for window in 1..=sizes.windows {
-        let report = trainer.step(&mut model, part.train)?;
-        if window % sizes.report_every == 0 || window == sizes.windows {
-            println!(
-                "   window {window:>4}/{}: meta-loss {:.5}, |meta-grad| {:.3e}, {:.1}s",
-                sizes.windows,
-                report.meta_loss,
-                report.grad_norm,
-                start.elapsed().as_secs_f64()
-            );
-        }
-        if let Some(w) = report.warning {
-            println!("   warning: {w}");
-        }
-        if window % sizes.validate_every == 0 || window == sizes.windows {
-            let v = meta_loss(&Frozen(&model), &validation)?;
-            let improved = v < best.0;
-            if improved {
-                best = (v, model.params().clone(), window);
-            }
-            println!(
-                "   validation meta-loss after {window} windows: {v:.5}{}",
-                if improved { " (best)" } else { "" }
-            );
-        }
+    let params_path = out_dir.join(format!("pa_{name}.params"));
+    if budget.load {
+        let params =
+            Params::load(&params_path).map_err(|e| format!("{}: {e}", params_path.display()))?;
+        model.set_params(params)?;
+        println!("   meta-parameters loaded from {}", params_path.display());
+    } else {
+        train(&mut model, &part, &sizes, seed)?;
+        model.params().save(&params_path)?;
     }
-    println!(
-        "   keeping the meta-parameters after {} windows (validation meta-loss {:.5})",
-        best.2, best.0
-    );
-    model.set_params(best.1)?;
-    model
-        .params()
-        .save(&out_dir.join(format!("pa_{name}.params")))?;
     let wrapped = ConvergentPa::new(model.clone(), BUDGET, DECAY)?;
     let methods: [(&'static str, &dyn Algorithm<f64>); 4] = [
         ("ISTA", &ProxGradient::ista()),
@@ -252,13 +283,15 @@ fn run_part(out_dir: &Path, quick: bool, seed: u64, part: Part<'_>) -> Res<()> {
         ("L2O-PA", &Frozen(&model)),
         ("Convergent L2O-PA", &Frozen(&wrapped)),
     ];
-    for (tag, label, family, test_seed) in [
-        ("in", "in distribution", part.train, seed ^ 0x7e57),
-        ("shift", "shifted", part.shifted, seed ^ 0x5_41f7),
-    ] {
+    let mut tests = vec![(
+        "in",
+        "in distribution".to_string(),
+        draw(part.train, sizes.eval_instances, seed ^ 0x7e57)?,
+    )];
+    tests.extend(part.shifted);
+    for (tag, label, instances) in &tests {
         let started = Instant::now();
-        let instances = draw(family, sizes.eval_instances, test_seed)?;
-        let (curves, diverged) = evaluate(&instances, &methods, &sizes)?;
+        let (curves, diverged) = evaluate(instances, &methods, &sizes)?;
         let seconds = started.elapsed().as_secs_f64();
         let stem = format!("pa_{name}_{tag}");
         write_csv(&out_dir.join(format!("{stem}.csv")), &curves)?;
@@ -270,22 +303,93 @@ fn run_part(out_dir: &Path, quick: bool, seed: u64, part: Part<'_>) -> Res<()> {
             &refs,
         )
         .map_err(|e| e.to_string())?;
-        print!(
-            "   {label} ({seconds:.1}s): mean relative error at k = 100 / {}:",
-            sizes.eval_iterations
+        let ks: Vec<usize> = TABLE_KS
+            .into_iter()
+            .filter(|&k| k <= sizes.eval_iterations)
+            .collect();
+        println!(
+            "   {label}: {} instances, {seconds:.1}s; mean (F - F*)/F* at k =",
+            instances.len()
         );
+        let mut head = format!("     {:<18}", "k");
+        for k in &ks {
+            let _ = write!(head, " {k:>9}");
+        }
+        println!("{head}");
         for ((n, c), d) in curves.iter().zip(&diverged) {
-            print!(
-                "  {n} {:.2e} / {:.2e}",
-                c[100.min(c.len() - 1)],
-                c[c.len() - 1]
-            );
+            let mut line = format!("     {n:<18}");
+            for &k in &ks {
+                let _ = write!(line, " {:>9.2e}", c[k]);
+            }
             if *d > 0 {
-                print!(" ({d} of {} runs diverged)", instances.len());
+                let _ = write!(line, "  ({d} of {} runs end above F(x_0))", instances.len());
+            }
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// Meta-trains `model` on `part.train` and leaves it at the best meta-parameters on the
+/// validation instances.
+fn train(model: &mut L2oPa<f64>, part: &Part<'_>, sizes: &Sizes, seed: u64) -> Res<()> {
+    let config = MetaTrainConfig {
+        lr: part.lr,
+        clip: None,
+        seed,
+    };
+    let estimator = TruncatedBptt::new(sizes.batch, HORIZON, SEGMENT);
+    let mut trainer = MetaTrainer::new(config, estimator, MeanObjective)?;
+    // As the original: validate on fixed instances and keep the best meta-parameters (the
+    // meta-gradients are noisy, and one bad Adam step can undo the training).
+    let validation = draw(part.train, sizes.validation, seed ^ 0x0a11d)?;
+    let mut best = (
+        meta_loss(&Frozen(&*model), &validation)?,
+        model.params().clone(),
+        0,
+    );
+    println!("   validation meta-loss before training: {:.5}", best.0);
+    let start = Instant::now();
+    let bar = ProgressBar::new(sizes.windows as u64);
+    for window in 1..=sizes.windows {
+        let report = trainer.step(model, part.train)?;
+        bar.inc(1);
+        if window % sizes.report_every == 0 || window == sizes.windows {
+            let line = format!(
+                "   window {window:>4}/{}: meta-loss {:.5}, |meta-grad| {:.3e}, {:.1}s",
+                sizes.windows,
+                report.meta_loss,
+                report.grad_norm,
+                start.elapsed().as_secs_f64()
+            );
+            // A hidden bar (output not a terminal) prints nothing: the log gets the lines.
+            if bar.is_hidden() {
+                println!("{line}");
+            } else {
+                bar.println(line);
             }
         }
-        println!();
+        if let Some(w) = report.warning {
+            println!("   warning: {w}");
+        }
+        if window % sizes.validate_every == 0 || window == sizes.windows {
+            let v = meta_loss(&Frozen(&*model), &validation)?;
+            let improved = v < best.0;
+            if improved {
+                best = (v, model.params().clone(), window);
+            }
+            println!(
+                "   validation meta-loss after {window} windows: {v:.5}{}",
+                if improved { " (best)" } else { "" }
+            );
+        }
     }
+    bar.finish_and_clear();
+    println!(
+        "   keeping the meta-parameters after {} windows (validation meta-loss {:.5})",
+        best.2, best.0
+    );
+    model.set_params(best.1)?;
     Ok(())
 }
 

@@ -7,6 +7,9 @@ use std::path::Path;
 
 /// Values below this are drawn at it (a relative error of exactly 0 has no logarithm).
 const FLOOR: f64 = 1e-16;
+/// Values above this are drawn at it (a diverged run; a log axis over hundreds of decades
+/// makes the plotting library spin).
+const CEIL: f64 = 1e8;
 
 const PALETTE: [RGBColor; 6] = [
     RGBColor(127, 127, 127),
@@ -18,7 +21,8 @@ const PALETTE: [RGBColor; 6] = [
 ];
 
 /// Writes `path` (atomically): one line per curve against the iteration `k = 0, 1, ...`, log
-/// y axis labelled `y_desc`, a legend; non-finite points are skipped, tiny ones floored.
+/// y axis labelled `y_desc`, a legend; non-finite points are skipped, tiny ones floored, huge
+/// ones capped at 1e8.
 pub fn log_curves_svg(
     path: &Path,
     title: &str,
@@ -30,7 +34,7 @@ pub fn log_curves_svg(
             .iter()
             .flat_map(|(_, c)| c.iter())
             .filter(|v| v.is_finite())
-            .map(|v| v.max(FLOOR))
+            .map(|v| v.clamp(FLOOR, CEIL))
     };
     let lo = finite().fold(f64::INFINITY, f64::min);
     let hi = finite().fold(f64::NEG_INFINITY, f64::max);
@@ -68,7 +72,7 @@ pub fn log_curves_svg(
                 .iter()
                 .enumerate()
                 .filter(|(_, v)| v.is_finite())
-                .map(|(k, v)| (k as f64, v.max(FLOOR)));
+                .map(|(k, v)| (k as f64, v.clamp(FLOOR, CEIL)));
             chart
                 .draw_series(LineSeries::new(points, c.stroke_width(2)))?
                 .label(label.to_string())

@@ -37,8 +37,9 @@ pub use learned::{
     DIRECTION_STATE,
 };
 pub use loa::{
-    armijo, generalized_bfgs, loa_gradient_descent, loa_heavy_ball, loa_nesterov, loa_warm_up,
-    Bfgs, InnerGradients, LineSearch, LoaBfgs, Nesterov, FEATURE_D_PREV, LOA_PARAMS,
+    armijo, backtrack, curvature_condition, generalized_bfgs, is_descent_direction,
+    loa_gradient_descent, loa_heavy_ball, loa_nesterov, loa_warm_up, Bfgs, InnerGradients,
+    LineSearch, LoaBfgs, Nesterov, FEATURE_D_PREV, LOA_PARAMS, SAFEGUARD_EPS,
 };
 pub use rmsprop::RmsProp;
 pub use sgd::Sgd;

@@ -345,11 +345,50 @@ impl SyntheticLogistic {
         Ok(p)
     }
 
+    /// The same objective on given data: rows of `a` (`samples x dim`, an intercept column
+    /// included if wanted) with labels `±1`. Errors on empty or mismatched data, a label other
+    /// than `±1`, or a non-finite entry.
+    pub fn from_data(a: &DMatrix<f64>, labels: &[f64]) -> Result<Self, ProblemError> {
+        let err = |detail: String| ProblemError {
+            problem: "logistic regression",
+            detail,
+        };
+        if a.is_empty() || labels.len() != a.nrows() {
+            return Err(err(format!(
+                "data is {} x {} with {} labels; it needs at least one sample, one feature \
+                 and a label per sample",
+                a.nrows(),
+                a.ncols(),
+                labels.len()
+            )));
+        }
+        if let Some(l) = labels.iter().find(|&&l| l != 1.0 && l != -1.0) {
+            return Err(err(format!("label {l} is not +1 or -1")));
+        }
+        if a.iter().any(|v| !v.is_finite()) {
+            return Err(err("the data has a NaN or Inf".into()));
+        }
+        let mut signed = a.clone();
+        for (i, mut row) in signed.row_iter_mut().enumerate() {
+            row *= -labels[i];
+        }
+        let mut p = SyntheticLogistic {
+            signed,
+            lambda_max: 0.5 * a.norm_squared() + 1.0 / a.nrows() as f64,
+            x_star: DVector::zeros(a.ncols()),
+            f_star: 0.0,
+        };
+        p.x_star = p.newton(100);
+        p.f_star = p.value(&p.x_star);
+        Ok(p)
+    }
+
     fn reg(&self) -> f64 {
         1.0 / self.signed.nrows() as f64
     }
 
-    /// Damped Newton from 0 (Armijo halving) until the gradient stops decreasing.
+    /// Damped Newton from 0 (Armijo halving) until the gradient vanishes or `f` stops
+    /// decreasing.
     fn newton(&self, iters: usize) -> DVector<f64> {
         let n = self.signed.ncols();
         let mut x = DVector::zeros(n);
@@ -360,11 +399,11 @@ impl SyntheticLogistic {
             }
             let z = &self.signed * &x;
             let w = z.map(|v| sigmoid(v) * (1.0 - sigmoid(v)));
-            let mut h = DMatrix::identity(n, n) * self.reg();
-            for i in 0..self.signed.nrows() {
-                let r = self.signed.row(i);
-                h += r.transpose() * r * w[i];
+            let mut weighted = self.signed.clone();
+            for (i, mut row) in weighted.row_iter_mut().enumerate() {
+                row *= w[i];
             }
+            let h = self.signed.tr_mul(&weighted) + DMatrix::identity(n, n) * self.reg();
             let d = match h.cholesky() {
                 Some(c) => -c.solve(&g),
                 None => -g.clone(),
@@ -374,7 +413,11 @@ impl SyntheticLogistic {
             while self.value(&(&x + &d * t)) > f0 + 1e-4 * t * g.dot(&d) && t > 1e-10 {
                 t *= 0.5;
             }
-            x += d * t;
+            let next = &x + d * t;
+            if self.value(&next) >= f0 {
+                break; // no more progress in floating point
+            }
+            x = next;
         }
         x
     }

@@ -3,15 +3,17 @@
 //! with the scripts' step size and momentum.
 
 use super::start::{
-    armijo_along, dot, norm, quasi_newton_start, INVERSE_HESSIAN, PREV_GRAD, PREV_STEP,
+    curvature_condition, dot, guarded_step, quasi_newton_start, restart_scale, Guarded,
+    INVERSE_HESSIAN, PREV_GRAD, PREV_STEP,
 };
 use crate::optim::interface::{hand_crafted_algorithm, tunable};
 use crate::optim::{
     check_positive, Evaluation, HeavyBall, HyperError, OptState, OptimError, Optimizer, Oracle,
     StepInfo,
 };
-use crate::problems::Problem;
+use crate::problems::{all_finite, Problem};
 use crate::tape::{Scalar, Var};
+use nalgebra::DMatrix;
 
 /// The original scripts' step size `1.99/(2 λmax)` (just under `1/λmax`, so that their bound
 /// `λmax`, often loose, still gives a fast stable step).
@@ -140,10 +142,17 @@ tunable!(Nesterov);
 /// Wolfe_LS=True`): started at `x_{-1}`, its `init` takes the warm-up step to
 /// `x_0 = x_{-1} - ∇f(x_{-1})/(2 λmax)` and sets `H = 0.8 BB I` (the original's protocol,
 /// see [`loa_warm_up`](crate::optim::loa_warm_up)); each update first updates `H` with the last step `d` and gradient
-/// change `Δg`, then steps along `-H ∇f` with the [`armijo`](super::armijo) step size.
-/// An update with `dᵀΔg ≈ 0` (`|dᵀΔg| <= 1e-12 |d| |Δg|`, or not finite) is skipped.
+/// change `Δg`, then steps along `-H ∇f` with the original's Armijo search, safeguarded so
+/// that `f` never increases: an update failing the
+/// [`curvature_condition`](crate::optim::curvature_condition) (or giving a non-finite `H`) is
+/// skipped; when `-H ∇f` is not a descent direction or the 5 Armijo tries fail, `H` restarts
+/// at `γ I` (`γ` the last Barzilai–Borwein step, else `1/λmax`) and the step is searched along
+/// `-γ ∇f` ([`backtrack`](crate::optim::backtrack)); when that fails too, the step is
+/// rejected (`x` stays). Identical to the original whenever none of these triggers.
 ///
-/// Reports `alpha` (the accepted step size) and `skipped` (1 when the update of `H` was
+/// Reports `alpha` (the accepted step size, 0 when rejected), `fallback` (0: the quasi-Newton
+/// step; 1: a restart along the gradient because `-H ∇f` was not a descent direction; 2: a
+/// restart because the Armijo tries along it failed; 3: rejected) and `skipped` (1 when the update of `H` was
 /// skipped, else 0). Errors at `init` if the problem gives no smoothness or `x_{-1}` is
 /// stationary.
 ///
@@ -185,34 +194,49 @@ impl<'t, T: Scalar> Optimizer<'t, T> for Bfgs {
         let d = state.expect(PREV_STEP);
         let dg = g - state.expect(PREV_GRAD);
         let (d_val, dg_val) = (d.value(), dg.value());
-        let curvature = dot(&d_val, &dg_val);
-        let skipped =
-            !(curvature.is_finite() && curvature.abs() > 1e-12 * norm(&d_val) * norm(&dg_val));
+        let mut skipped = !curvature_condition(&d_val, &dg_val);
         if !skipped {
-            let rho = 1.0 / curvature;
+            let rho = 1.0 / dot(&d_val, &dg_val);
             let hdg = h.matmul(dg);
             let c = T::cast(rho * (1.0 + rho * dot(&dg_val, &hdg.value())));
             let r = T::cast(rho);
-            h = h
+            let updated = h
                 + (d.matmul_tr(d).scale(c) - hdg.matmul_tr(d).scale(r) - d.matmul_tr(hdg).scale(r));
+            if all_finite(&updated.value()) {
+                h = updated;
+            } else {
+                skipped = true;
+            }
         }
         let step = -h.matmul(g);
-        let x_val = x.value();
-        let alpha = armijo_along(
-            oracle,
-            &x_val,
-            &step.value(),
-            &g.value(),
-            at.loss.scalar().as_f64(),
-        );
-        let next = x + step.scale(T::cast(alpha));
+        let (x_val, g_val) = (x.value(), g.value());
+        let f0 = at.loss.scalar().as_f64();
+        let gamma = restart_scale(oracle.problem(), &d_val, &dg_val);
+        let guarded = guarded_step(oracle, &x_val, &step.value(), &g_val, f0, gamma);
+        let tape = oracle.tape();
+        let n = x_val.nrows();
+        let (alpha, next) = match guarded {
+            Guarded::Direction(alpha) => (alpha, x + step.scale(T::cast(alpha))),
+            Guarded::Restart { alpha, .. } => {
+                h = tape.constant(DMatrix::identity(n, n) * T::cast(gamma));
+                (alpha, x - g.scale(T::cast(alpha * gamma)))
+            }
+            Guarded::Rejected => {
+                h = tape.constant(DMatrix::identity(n, n) * T::cast(gamma));
+                (0.0, x)
+            }
+        };
         state.set(INVERSE_HESSIAN, h);
         state.set(PREV_STEP, next - x);
         state.set(PREV_GRAD, g);
         state.set_x(next);
         Ok(StepInfo {
             tensors: Vec::new(),
-            numbers: vec![("alpha", alpha), ("skipped", f64::from(u8::from(skipped)))],
+            numbers: vec![
+                ("alpha", alpha),
+                ("skipped", f64::from(u8::from(skipped))),
+                ("fallback", guarded.code()),
+            ],
         })
     }
 }

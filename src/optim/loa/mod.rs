@@ -19,13 +19,16 @@ mod start;
 
 pub use baselines::{loa_gradient_descent, loa_heavy_ball, loa_nesterov, Bfgs, Nesterov};
 pub use model::{generalized_bfgs, LoaBfgs, FEATURE_D_PREV, LOA_PARAMS};
-pub use start::{armijo, loa_warm_up};
+pub use start::{
+    armijo, backtrack, curvature_condition, is_descent_direction, loa_warm_up, SAFEGUARD_EPS,
+};
 
 /// How LOA chooses its step sizes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LineSearch {
-    /// The original's Armijo backtracking ([`armijo`]), off the record: the accepted step size
-    /// is a constant of the meta-gradient.
+    /// The original's Armijo backtracking, safeguarded ([`backtrack`], restarts along the
+    /// gradient, rejected steps; see [`LoaBfgs`]), off the record: the accepted step size is a
+    /// constant of the meta-gradient.
     Armijo,
     /// A fixed step size `> 0` (a smooth meta-loss, for gradient checks).
     Fixed(f64),

@@ -2,13 +2,15 @@
 //! LOA as a [`LearnedOptimizer`].
 
 use super::start::{
-    armijo_along, quasi_newton_start, INVERSE_HESSIAN, PREV_ALPHA, PREV_GRAD, PREV_STEP,
+    curvature_condition, guarded_step, quasi_newton_start, restart_scale, Guarded, INVERSE_HESSIAN,
+    PREV_ALPHA, PREV_GRAD, PREV_STEP,
 };
 use super::{InnerGradients, LineSearch};
 use crate::models::{Bound, ParamSource, Params, ParamsError};
 use crate::optim::{
     check_positive, Evaluation, LearnedOptimizer, OptState, OptimError, Optimizer, Oracle, StepInfo,
 };
+use crate::problems::all_finite;
 use crate::tape::{Scalar, Var};
 use nalgebra::DMatrix;
 use rand::Rng;
@@ -42,9 +44,22 @@ const NAME: &str = "LOA BFGS";
 /// dimension.
 ///
 /// Its optimizer is started at `x_{-1}` and takes the original's warm-up step in `init` (see
-/// [`loa_warm_up`](crate::optim::loa_warm_up)). Each update reports `alpha` (the step size) and
-/// `skipped` (1 when the update of `H` was skipped, else 0). A recorded run differentiates
+/// [`loa_warm_up`](crate::optim::loa_warm_up)). Each update reports `alpha` (the step size),
+/// `skipped` (1 when the update of `H` was skipped, else 0) and `fallback` (0: the learned
+/// step; 1: a restart along `-γ ∇f` because `-H_k g_k` was not a descent direction; 2: a
+/// restart because the Armijo tries along it failed; 3: the step was rejected). A recorded run differentiates
 /// what [`InnerGradients`] says; Armijo step sizes are constants of the meta-gradient.
+///
+/// **A descent method.** The learned update keeps the secant equation but not positive
+/// definiteness, so `-H_k g_k` can be an ascent direction; the original's Armijo search then
+/// accepts an increase (its test `f(x + αd) <= f + c1 α dᵀg` allows one when `dᵀg > 0`) and,
+/// after 5 failures, takes `α = 1e-5` whatever `f` does. With [`LineSearch::Armijo`] the run
+/// is safeguarded as [`Bfgs`](crate::optim::Bfgs): no update without the
+/// [`curvature_condition`](crate::optim::curvature_condition) or with a non-finite result; a
+/// direction that is not a [descent direction](crate::optim::is_descent_direction), or along
+/// which the 5 Armijo tries fail, restarts `H` at `γ I` and searches along `-γ g`; if that
+/// fails too, `x` stays. So `f` never increases, and a learned step that passes the checks is
+/// differentiated as before (the fallbacks are constants of the meta-gradient).
 ///
 /// ```
 /// use convergent_l2o::optim::{LearnedOptimizer, LoaBfgs};
@@ -284,19 +299,50 @@ impl<'t, T: Scalar> Optimizer<'t, T> for LoaRun<'_, 't, T> {
         let h_g = maybe(h.matmul(g).scale(T::cast(-alpha_prev)));
         let z = Var::concat_cols(&[h_dg, d_prev, h_g]);
         let u = self.opt.direction_features(&self.theta, z);
-        let (h_new, skipped) = generalized_bfgs(h, u, d_prev - h_dg, dg);
-        let d = -h_new.matmul(g);
-        let alpha = match self.opt.line_search {
-            LineSearch::Armijo => armijo_along(
-                oracle,
-                &x.value(),
-                &d.value(),
-                &g.value(),
-                at.loss.scalar().as_f64(),
-            ),
-            LineSearch::Fixed(a) => a,
+        let (d_prev_val, dg_val) = (d_prev.value(), dg.value());
+        // Safeguard 1: no update without positive curvature (it cannot keep H positive
+        // definite), and none that gives a non-finite H.
+        let (mut h_new, mut skipped) = if curvature_condition(&d_prev_val, &dg_val) {
+            generalized_bfgs(h, u, d_prev - h_dg, dg)
+        } else {
+            (h, true)
         };
-        let step = d.scale(T::cast(alpha));
+        if !skipped && !all_finite(&h_new.value()) {
+            (h_new, skipped) = (h, true);
+        }
+        let d = -h_new.matmul(g);
+        let x_val = x.value();
+        let n = x_val.nrows();
+        let (alpha, step, fallback) = match self.opt.line_search {
+            // Safeguards 2-4: a direction that is not a descent direction, or along which
+            // Armijo fails, restarts H at γ I along -γ g; if that fails too, x stays.
+            LineSearch::Armijo => {
+                let f0 = at.loss.scalar().as_f64();
+                let gamma = restart_scale(oracle.problem(), &d_prev_val, &dg_val);
+                let guarded = guarded_step(oracle, &x_val, &d.value(), &g.value(), f0, gamma);
+                let restart = || {
+                    oracle
+                        .tape()
+                        .constant(DMatrix::identity(n, n) * T::cast(gamma))
+                };
+                match guarded {
+                    Guarded::Direction(a) => (a, d.scale(T::cast(a)), guarded.code()),
+                    Guarded::Restart { alpha: a, .. } => {
+                        h_new = restart();
+                        (a, g.scale(T::cast(-a * gamma)), guarded.code())
+                    }
+                    Guarded::Rejected => {
+                        h_new = restart();
+                        (
+                            0.0,
+                            oracle.tape().constant(DMatrix::zeros(n, 1)),
+                            guarded.code(),
+                        )
+                    }
+                }
+            }
+            LineSearch::Fixed(a) => (a, d.scale(T::cast(a)), 0.0),
+        };
         state.set(INVERSE_HESSIAN, h_new);
         state.set(PREV_GRAD, g);
         state.set(PREV_STEP, step);
@@ -304,7 +350,11 @@ impl<'t, T: Scalar> Optimizer<'t, T> for LoaRun<'_, 't, T> {
         state.set_x(x + step);
         Ok(StepInfo {
             tensors: vec![("u", u)],
-            numbers: vec![("alpha", alpha), ("skipped", f64::from(u8::from(skipped)))],
+            numbers: vec![
+                ("alpha", alpha),
+                ("skipped", f64::from(u8::from(skipped))),
+                ("fallback", fallback),
+            ],
         })
     }
 }

@@ -150,7 +150,10 @@ pub(super) fn quasi_newton_start<'t, T: Scalar>(
 
 /// The original's Armijo search ("Wolfe_LS"): `α = 1, 0.1, ...`, at most 5 tries, accepting
 /// when `φ(α) <= f0 + c1 α slope` with `c1 = 1e-2`; after 5 failures `α = 1e-5` is used
-/// anyway (as the original). A NaN or Inf `φ(α)` counts as a failure.
+/// anyway (as the original). A NaN or Inf `φ(α)` counts as a failure. Kept for reference:
+/// it can increase `f` (an ascent direction passes the test, and the last `α` is taken
+/// whatever `φ` is); [`Bfgs`](crate::optim::Bfgs) and LOA use [`backtrack`] in a safeguarded
+/// step instead.
 ///
 /// ```
 /// use convergent_l2o::optim::armijo;
@@ -170,18 +173,154 @@ pub fn armijo(mut phi: impl FnMut(f64) -> f64, f0: f64, slope: f64) -> f64 {
     alpha
 }
 
-/// [`armijo`] along `d` from `x` (where `f = f0` and `∇f = g`), trials off the record at the
-/// oracle's step.
-pub(super) fn armijo_along<T: Scalar>(
+/// Relative tolerance of the safeguards: the curvature condition `sᵀy > ε |s| |y|` and the
+/// descent condition `dᵀg < -ε |d| |g|`.
+pub const SAFEGUARD_EPS: f64 = 1e-10;
+
+/// Tries of the Armijo search along the quasi-Newton direction (the original's 5).
+const DIRECTION_TRIES: usize = 5;
+/// Tries of the Armijo search along the restarted direction `-γ g` (`α` down to `1e-19`).
+const RESTART_TRIES: usize = 20;
+
+/// The curvature condition of a quasi-Newton update: `sᵀy > ε |s| |y|` with
+/// [`SAFEGUARD_EPS`], all finite. An update with `sᵀy <= 0` cannot keep the inverse Hessian
+/// positive definite, so BFGS and LOA skip it.
+///
+/// ```
+/// use convergent_l2o::optim::curvature_condition;
+/// use nalgebra::dmatrix;
+/// assert!(curvature_condition(&dmatrix![1.0; 0.0], &dmatrix![2.0; 1.0]));
+/// assert!(!curvature_condition(&dmatrix![1.0; 0.0], &dmatrix![-2.0; 1.0]));
+/// assert!(!curvature_condition(&dmatrix![0.0; 0.0], &dmatrix![1.0; 1.0]));
+/// ```
+pub fn curvature_condition<T: Scalar>(s: &DMatrix<T>, y: &DMatrix<T>) -> bool {
+    let c = dot(s, y);
+    c.is_finite() && c > SAFEGUARD_EPS * norm(s) * norm(y)
+}
+
+/// Whether `d` is a descent direction at a point with gradient `g`: `dᵀg < -ε |d| |g|` with
+/// [`SAFEGUARD_EPS`], all finite.
+///
+/// ```
+/// use convergent_l2o::optim::is_descent_direction;
+/// use nalgebra::dmatrix;
+/// assert!(is_descent_direction(&dmatrix![-1.0; 0.5], &dmatrix![1.0; 0.0]));
+/// assert!(!is_descent_direction(&dmatrix![0.0; 1.0], &dmatrix![1.0; 0.0]));
+/// assert!(!is_descent_direction(&dmatrix![f64::NAN; 1.0], &dmatrix![1.0; 0.0]));
+/// ```
+pub fn is_descent_direction<T: Scalar>(d: &DMatrix<T>, g: &DMatrix<T>) -> bool {
+    let slope = dot(d, g);
+    let scale = norm(d) * norm(g);
+    slope.is_finite() && scale.is_finite() && slope < -SAFEGUARD_EPS * scale
+}
+
+/// Armijo backtracking that never accepts an increase: `α = 1, 0.1, ...`, at most `tries`
+/// tries, the first `α` with a finite `φ(α) <= f0 + c1 α slope` (`c1 = 1e-2`) and
+/// `φ(α) < f0` (in floating point: at `F*` to rounding no step is taken); `None` when the tries run out, when `slope` is not negative (not a descent
+/// direction) or when `f0` is not finite.
+///
+/// ```
+/// use convergent_l2o::optim::backtrack;
+/// assert_eq!(backtrack(|a| (1.0 - 10.0 * a).powi(2), 1.0, -20.0, 5), Some(0.1));
+/// assert_eq!(backtrack(|_| 2.0, 1.0, -20.0, 5), None); // never below f0: no step
+/// assert_eq!(backtrack(|a| 1.0 - a, 1.0, 1.0, 5), None); // ascent direction
+/// ```
+pub fn backtrack(
+    mut phi: impl FnMut(f64) -> f64,
+    f0: f64,
+    slope: f64,
+    tries: usize,
+) -> Option<f64> {
+    if !(f0.is_finite() && slope.is_finite() && slope < 0.0) {
+        return None;
+    }
+    let mut alpha = 1.0;
+    for _ in 0..tries {
+        let f = phi(alpha);
+        if f.is_finite() && f <= f0 + 1e-2 * alpha * slope && f < f0 {
+            return Some(alpha);
+        }
+        alpha *= 0.1;
+    }
+    None
+}
+
+/// What the safeguarded step of a quasi-Newton method did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Guarded {
+    /// The quasi-Newton direction `d` was a descent direction and Armijo accepted `α`.
+    Direction(f64),
+    /// Restarted from `H = γ I`, Armijo accepted `α` along `-γ g`; `ascent` when `d` was not a
+    /// descent direction, else Armijo along `d` ran out of tries.
+    Restart { alpha: f64, ascent: bool },
+    /// No decrease was found even along `-γ g`: the step is rejected and `x` stays.
+    Rejected,
+}
+
+impl Guarded {
+    /// The number reported as `fallback`: 0 the quasi-Newton step, 1 a restart because `d`
+    /// was not a descent direction, 2 a restart because Armijo along `d` failed, 3 rejected.
+    pub(super) fn code(self) -> f64 {
+        match self {
+            Guarded::Direction(_) => 0.0,
+            Guarded::Restart { ascent: true, .. } => 1.0,
+            Guarded::Restart { ascent: false, .. } => 2.0,
+            Guarded::Rejected => 3.0,
+        }
+    }
+}
+
+/// The scale `γ` of a restarted inverse Hessian `γ I`: the Barzilai–Borwein step `sᵀy/yᵀy` of
+/// the last step when it satisfies the curvature condition, else `1/λmax`.
+pub(super) fn restart_scale<T: Scalar>(
+    problem: &dyn Problem<T>,
+    s: &DMatrix<T>,
+    y: &DMatrix<T>,
+) -> f64 {
+    if curvature_condition(s, y) {
+        let bb = dot(s, y) / dot(y, y);
+        if bb.is_finite() && bb > 0.0 {
+            return bb;
+        }
+    }
+    match problem.smoothness() {
+        Some(l) if l > 0.0 && l.is_finite() => 1.0 / l,
+        _ => 1.0,
+    }
+}
+
+/// The safeguarded step from `x` (where `f = f0`, `∇f = g`) along the quasi-Newton direction
+/// `d`: the original's Armijo search ([`DIRECTION_TRIES`] tries) when `d` is a descent
+/// direction; otherwise, or when it fails, a restart along `-γ g` ([`RESTART_TRIES`] tries);
+/// otherwise no step. Trials are off the record at the oracle's step.
+pub(super) fn guarded_step<T: Scalar>(
     oracle: &Oracle<'_, '_, T>,
     x: &DMatrix<T>,
     d: &DMatrix<T>,
     g: &DMatrix<T>,
     f0: f64,
-) -> f64 {
-    armijo(
-        |a| oracle.value(&(x + d.map(|v| v * T::cast(a)))),
-        f0,
-        dot(d, g),
-    )
+    gamma: f64,
+) -> Guarded {
+    let along = |dir: &DMatrix<T>, tries: usize| {
+        backtrack(
+            |a| oracle.value(&(x + dir.map(|v| v * T::cast(a)))),
+            f0,
+            dot(dir, g),
+            tries,
+        )
+    };
+    let descent = is_descent_direction(d, g);
+    if descent {
+        if let Some(alpha) = along(d, DIRECTION_TRIES) {
+            return Guarded::Direction(alpha);
+        }
+    }
+    let restart = g.map(|v| v * T::cast(-gamma));
+    match along(&restart, RESTART_TRIES) {
+        Some(alpha) => Guarded::Restart {
+            alpha,
+            ascent: !descent,
+        },
+        None => Guarded::Rejected,
+    }
 }
