@@ -12,6 +12,7 @@
 //! the methods differ, printed and written to `loa_ood_table.csv`.
 
 use super::loa::{instances, report, Suite};
+use super::pa_data::DIGIT_PAIRS;
 use convergent_l2o::models::write_atomically;
 use convergent_l2o::optim::LoaBfgs;
 use convergent_l2o::problems::data::{binary_design, Mnist, Split};
@@ -31,19 +32,6 @@ type Point = DMatrix<f64>;
 /// Where the MNIST files are looked for (relative to the repository).
 const MNIST: &str = "../shared/data/mnist-10k";
 
-/// Digit pairs of the real-data instances (instance `i` uses pair `i % 10`).
-const PAIRS: [(u8, u8); 10] = [
-    (3, 8),
-    (4, 9),
-    (1, 7),
-    (5, 6),
-    (0, 6),
-    (2, 7),
-    (3, 5),
-    (7, 9),
-    (0, 8),
-    (2, 3),
-];
 
 /// Images per real-data instance.
 const SAMPLES: usize = 500;
@@ -86,8 +74,8 @@ fn designs(
 ) -> Result<Vec<(DMatrix<f64>, Vec<f64>)>, Box<dyn Error>> {
     (0..count)
         .map(|i| {
-            let pair = PAIRS[i % PAIRS.len()];
-            let skip = (i / PAIRS.len()) * SAMPLES;
+            let pair = DIGIT_PAIRS[i % DIGIT_PAIRS.len()];
+            let skip = (i / DIGIT_PAIRS.len()) * SAMPLES;
             Ok(binary_design(
                 data,
                 Split::MetaTrain,

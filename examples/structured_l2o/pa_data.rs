@@ -75,27 +75,31 @@ pub fn lasso_patches(
         .collect()
 }
 
+/// The two-digit MNIST tasks that stand in for the papers' real binary datasets (L2O-PA's
+/// ℓ1-logistic instances here, LOA's ridge and logistic ones in `loa_ood.rs`): instance `i`
+/// uses pair `i % 10`.
+pub const DIGIT_PAIRS: [(u8, u8); 10] = [
+    (3, 8),
+    (4, 9),
+    (1, 7),
+    (5, 6),
+    (0, 6),
+    (2, 7),
+    (3, 5),
+    (7, 9),
+    (0, 8),
+    (2, 3),
+];
+
 /// `count` (at most 10) ℓ1-logistic instances on two-digit MNIST tasks (instance `i`: the
 /// first 1000 training images of digit pair `i`), pixel columns standardised (constant ones
 /// set to 0). The paper has one instance per dataset.
 pub fn logistic_digits(data: &Mnist, count: usize) -> Result<Vec<Sampled<f64>>, Box<dyn Error>> {
-    const PAIRS: [(u8, u8); 10] = [
-        (3, 8),
-        (4, 9),
-        (1, 7),
-        (5, 6),
-        (0, 6),
-        (2, 7),
-        (3, 5),
-        (7, 9),
-        (0, 8),
-        (2, 3),
-    ];
     const ROWS: usize = 1000;
-    if count > PAIRS.len() {
-        return Err(format!("{count} digit-pair instances asked, {} exist", PAIRS.len()).into());
+    if count > DIGIT_PAIRS.len() {
+        return Err(format!("{count} digit-pair instances asked, {} exist", DIGIT_PAIRS.len()).into());
     }
-    PAIRS[..count]
+    DIGIT_PAIRS[..count]
         .iter()
         .map(|&pair| {
             let (mut a, b) = binary_design(data, Split::MetaTrain, pair, ROWS, 0, 4)?;

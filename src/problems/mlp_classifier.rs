@@ -261,17 +261,8 @@ impl<T: Scalar> Problem<T> for MlpClassifier<T> {
         self.shape.num_params()
     }
     fn loss<'t>(&self, x: Var<'t, T>, step: usize) -> Var<'t, T> {
-        let tape = x.tape();
-        let index = self.start + step;
-        self.shape.loss(
-            x,
-            tape.constant_shared_with_transpose(
-                self.batches.images(index).clone(),
-                self.batches.images_transposed(index).clone(),
-            ),
-            tape.constant_shared(self.batches.one_hot(index).clone()),
-            self.activation,
-        )
+        let (images, one_hot) = self.batches.on_tape(x.tape(), self.start + step);
+        self.shape.loss(x, images, one_hot, self.activation)
     }
     fn infimum(&self) -> Option<f64> {
         Some(0.0)

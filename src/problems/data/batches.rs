@@ -3,7 +3,7 @@
 
 use super::{Subset, NUM_CLASSES};
 use crate::problems::ProblemError;
-use crate::tape::Scalar;
+use crate::tape::{Scalar, Tape, Var};
 use nalgebra::DMatrix;
 use std::sync::Arc;
 
@@ -154,6 +154,16 @@ impl<T: Scalar> Batches<T> {
     /// The images (`size x features`) of minibatch `index mod len()`.
     pub fn images(&self, index: usize) -> &Arc<DMatrix<T>> {
         &self.images[index % self.len()]
+    }
+
+    /// Minibatch `index mod len()` on `tape` as constants shared with this set, not copied:
+    /// (the images with their stored transpose, the one-hot labels).
+    pub fn on_tape<'t>(&self, tape: &'t Tape<T>, index: usize) -> (Var<'t, T>, Var<'t, T>) {
+        let images = tape.constant_shared_with_transpose(
+            self.images(index).clone(),
+            self.images_transposed(index).clone(),
+        );
+        (images, tape.constant_shared(self.one_hot(index).clone()))
     }
 
     /// The transposed images (`features x size`) of minibatch `index mod len()`.
