@@ -24,7 +24,10 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn run(bin: &Path, args: &[&str]) -> Output {
-    Command::new(bin).args(args).output().expect("the example starts")
+    Command::new(bin)
+        .args(args)
+        .output()
+        .expect("the example starts")
 }
 
 /// A refusal: a non-zero exit with a message that names `what`, and no panic.
@@ -32,7 +35,10 @@ fn refused(out: &Output, what: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "accepted; stderr: {err}");
     assert!(!err.contains("panicked"), "a panic: {err}");
-    assert!(err.contains(what), "the message does not name '{what}': {err}");
+    assert!(
+        err.contains(what),
+        "the message does not name '{what}': {err}"
+    );
 }
 
 #[test]
@@ -41,7 +47,10 @@ fn every_example_answers_help_and_refuses_unknown_flags() {
         let bin = example(name);
         let help = run(&bin, &["--help"]);
         assert!(help.status.success(), "{name} --help failed");
-        assert!(String::from_utf8_lossy(&help.stdout).contains("Usage"), "{name} --help");
+        assert!(
+            String::from_utf8_lossy(&help.stdout).contains("Usage"),
+            "{name} --help"
+        );
         refused(&run(&bin, &["--no-such-flag"]), "--no-such-flag");
     }
 }
@@ -64,7 +73,17 @@ fn counts_out_of_range_are_refused_before_any_work() {
     }
     // Allowed individually, too large together: refused with the size before any work.
     refused(
-        &run(&bin, &["--runs", "10000", "--long-steps", "10000000", "--out", out_s]),
+        &run(
+            &bin,
+            &[
+                "--runs",
+                "10000",
+                "--long-steps",
+                "10000000",
+                "--out",
+                out_s,
+            ],
+        ),
         "GB",
     );
     refused(&run(&bin, &["--sigma", "0", "--out", out_s]), "--sigma");

@@ -98,9 +98,13 @@ fn killed_and_resumed_runs_leave_the_files_of_an_uninterrupted_run() {
     assert!(run(&bin, straight.path(), false, None).success());
     let expected = files(straight.path());
     // Each meta-step writes its checkpoint, then the meta-loss CSV: writes 1-2 are
-    // ConvergentL2O's first meta-step, 3-4 its second, 7 its parameters, 8-13 the LSTM's
-    // meta-steps, 14 its parameters, then the evaluation's files.
-    for kill_at in ["1:after", "2", "3:after", "4", "7", "8:after", "14", "16"] {
+    // ConvergentL2O's first meta-step, 3-4 its second, 7 its parameters; 8-10 the LSTM's first
+    // restart (one pilot meta-step, its parameters), 11-13 the second, 14 lstm_restarts.csv,
+    // 15-20 the chosen restart's continuation (its history, two meta-steps, its parameters),
+    // 21-22 lstm.params and meta_lstm.csv, then the evaluation's files.
+    for kill_at in [
+        "1:after", "2", "3:after", "4", "7", "8:after", "14", "18:after", "22",
+    ] {
         let out = tempfile::tempdir().unwrap();
         let killed = run(&bin, out.path(), false, Some(kill_at));
         assert!(!killed.success(), "kill point {kill_at} was not reached");

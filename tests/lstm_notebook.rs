@@ -1,17 +1,22 @@
 //! The paper's LSTM baseline against the authors' `LSTM_Optimizer.ipynb`: the notebook's
 //! minibatch stream (`ShuffledClassifiers`), its meta-loss computed by hand from the notebook's
 //! equations against the meta-trainer's, why the notebook's printed log cannot start from a
-//! fresh network, and the original code's reading of "accuracy at step t" (of x_(t+1)).
+//! fresh network, the original code's reading of "accuracy at step t" (of x_(t+1)), and why
+//! where meta-training ends depends on the initialization (the LSTM saturates into a fixed
+//! direction; restarts chosen by their meta-loss, `meta::best_restart`).
 
 use convergent_l2o::eval::{probes, run, RunConfig};
-use convergent_l2o::meta::{FullBptt, MetaTrainConfig, MetaTrainer, WeightedLoss};
-use convergent_l2o::models::{read_safetensors, Activation, Params};
+use convergent_l2o::meta::{
+    best_restart, trailing_meta_loss, FullBptt, MetaTrainConfig, MetaTrainer, WeightedLoss,
+};
+use convergent_l2o::models::{read_safetensors, Activation, Params, TwoLayerLstm};
 use convergent_l2o::optim::{Frozen, LearnedOptimizer, Sgd, UnconstrainedL2O};
 use convergent_l2o::problems::data::{Batches, Mnist, Split};
 use convergent_l2o::problems::{
     Classifier, ClassifierMetrics, Draw, FamilyFn, InitialPoint, Problem, ProblemFamily, Sampled,
     ShuffledClassifiers,
 };
+use convergent_l2o::tape::Tape;
 use nalgebra::DMatrix;
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::Path;
@@ -243,12 +248,8 @@ fn accuracy_after_update_is_the_original_codes_reading_of_step_t() {
     assert_ne!(after[..], iterate[..steps]);
 }
 
-#[test]
-fn the_authors_published_lstm_is_at_the_meta_loss_the_notebook_prints() {
-    // The notebook prints an average meta-loss of 20.12 after its "first" epoch and 19.16
-    // after its last; the published weights, under our meta-loss on the notebook's stream,
-    // must sit at that level (and a fresh network near 50, test above): the meta-losses agree,
-    // and what separates our LSTM from the authors' is the length of their training.
+/// The authors' published LSTM (`omega.*` of their file).
+fn published_lstm() -> UnconstrainedL2O<f32> {
     let dir = Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/data/pretrained"
@@ -259,6 +260,110 @@ fn the_authors_published_lstm_is_at_the_meta_loss_the_notebook_prints() {
     let trained =
         read_safetensors(&dir.join("lstm_optimizer_tanh.safetensors"), &template).unwrap();
     lstm.set_params(trained.sub_params("omega")).unwrap();
+    lstm
+}
+
+#[test]
+fn the_lstm_saturates_into_a_fixed_direction_where_the_tanh_gradient_vanishes() {
+    // The notebook's loop written out by hand: at step t the input row [grad f, x, f], the two
+    // LSTM cells, w_t = W_out h2_t + b_out, x_(t+1) = x_t + w_t. After a few steps the iterate
+    // is so large that the cells' gates saturate: h1, h2 and so w_t stop changing, and the
+    // "optimizer" is a fixed direction d walked at unit pace. The classifier's tanh outputs
+    // saturate with it and the gradient f's derivative 1 - tanh² carries vanishes: the sign
+    // pattern of d, which decides the meta-loss, gets almost no meta-gradient, so a run of
+    // meta-training stays near the pattern its initialization found (restarts, below).
+    let lstm = published_lstm();
+    let body = TwoLayerLstm::paper(7850).unwrap();
+    let task =
+        Classifier::<f32>::new(mnist().split(Split::MetaTrain), Activation::Tanh, 128, 0).unwrap();
+    let mut x = InitialPoint::META_TRAIN.sample::<f32>(7850, &mut StdRng::seed_from_u64(3));
+    let tape = Tape::<f32>::new();
+    let p = lstm.params().bind_constants(&tape);
+    let mut state = body.initial_state(&p, 1);
+    let (mut ws, mut grads) = (Vec::new(), Vec::new());
+    for t in 0..50 {
+        let (f, g) = task.value_and_grad(&x, t);
+        let mut row = DMatrix::<f32>::zeros(1, 2 * 7850 + 1);
+        for i in 0..7850 {
+            row[(0, i)] = g[i];
+            row[(0, 7850 + i)] = x[i];
+        }
+        row[(0, 2 * 7850)] = f as f32;
+        let (w, next) = body.step(&p, tape.constant(row), &state);
+        state = next;
+        let w = w.value().transpose();
+        x += &w;
+        grads.push(g.norm() as f64);
+        ws.push(w);
+    }
+    let last = &ws[49];
+    for (t, w) in ws.iter().enumerate().skip(20) {
+        let change = (w - last).norm() / last.norm();
+        assert!(change < 1e-3, "step {t}: |w_t - w_49| / |w_49| = {change}");
+    }
+    // The fixed direction by hand: the output layer at the last hidden state.
+    let (w_out, b_out) = (
+        lstm.params().get("output.weight"),
+        lstm.params().get("output.bias"),
+    );
+    let d = w_out * state.layers[1].h.value().transpose() + b_out;
+    assert!((&d - last).norm() < 1e-4 * last.norm());
+    // The gradient the LSTM reads has all but vanished after the first steps.
+    let mut late = grads[20..].to_vec();
+    late.sort_by(f64::total_cmp);
+    let median = late[late.len() / 2];
+    eprintln!(
+        "|grad f| at t = 0: {:.3e}, median over t >= 20: {median:.3e}",
+        grads[0]
+    );
+    assert!(median < 1e-2 * grads[0], "{median} vs {}", grads[0]);
+}
+
+#[test]
+#[ignore = "200 meta-steps of the LSTM (one to two minutes in release); run with \
+            cargo test --release --test lstm_notebook -- --ignored"]
+fn where_meta_training_ends_depends_on_the_initialization_and_restarts_choose() {
+    // The default run's first two restarts (reproduce_paper, seed 0): the same notebook stream
+    // and draws, initializations from seeds 1 and 2, 100 meta-steps each. The first (the only
+    // initialization the old default trained, for 500 meta-steps, ending at meta-loss 20.8)
+    // stays in a worse minimum; the second is near the notebook's log at the same point
+    // (20.12 after 100 of the paper's 200 epochs). Choosing by the last 25 meta-losses
+    // (training data only) picks the second.
+    let family = stream(0, 10, 50);
+    let mut pilots = Vec::new();
+    for init_seed in [1, 2] {
+        let mut lstm =
+            UnconstrainedL2O::<f32>::paper(&mut StdRng::seed_from_u64(init_seed)).unwrap();
+        let mut trainer = MetaTrainer::new(
+            MetaTrainConfig::paper(0),
+            FullBptt::PAPER,
+            WeightedLoss::PAPER,
+        )
+        .unwrap();
+        for _ in 0..100 {
+            trainer.step(&mut lstm, &family).unwrap();
+        }
+        let score = trailing_meta_loss(trainer.history(), 25);
+        eprintln!("init seed {init_seed}: mean meta-loss over meta-steps 76..100 {score:.3}");
+        pilots.push(trainer.history().to_vec());
+    }
+    let (bad, good) = (
+        trailing_meta_loss(&pilots[0], 25),
+        trailing_meta_loss(&pilots[1], 25),
+    );
+    assert!(bad > 22.0, "init seed 1: {bad}");
+    assert!(good < 21.0, "init seed 2: {good}");
+    assert_eq!(best_restart(&[&pilots[0], &pilots[1]], 25), Some(1));
+}
+
+#[test]
+fn the_authors_published_lstm_is_at_the_meta_loss_the_notebook_prints() {
+    // The notebook prints an average meta-loss of 20.12 after its "first" epoch and 19.16
+    // after its last; the published weights, under our meta-loss on the notebook's stream,
+    // must sit at that level (and a fresh network near 50, test above): the meta-losses agree,
+    // and what separates our LSTM from the authors' is the length of training (the paper's
+    // 200 epochs) and the initialization (restarts, above).
+    let lstm = published_lstm();
     let (meta_loss, last) = notebook_meta_loss(&lstm, &stream(0, 10, 50), 10, 50);
     eprintln!("published LSTM: meta-loss {meta_loss:.3}, mean f(x_49) {last:.4}");
     assert!(

@@ -32,7 +32,6 @@ type Point = DMatrix<f64>;
 /// Where the MNIST files are looked for (relative to the repository).
 const MNIST: &str = "../shared/data/mnist-10k";
 
-
 /// Images per real-data instance.
 const SAMPLES: usize = 500;
 

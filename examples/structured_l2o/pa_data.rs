@@ -97,7 +97,11 @@ pub const DIGIT_PAIRS: [(u8, u8); 10] = [
 pub fn logistic_digits(data: &Mnist, count: usize) -> Result<Vec<Sampled<f64>>, Box<dyn Error>> {
     const ROWS: usize = 1000;
     if count > DIGIT_PAIRS.len() {
-        return Err(format!("{count} digit-pair instances asked, {} exist", DIGIT_PAIRS.len()).into());
+        return Err(format!(
+            "{count} digit-pair instances asked, {} exist",
+            DIGIT_PAIRS.len()
+        )
+        .into());
     }
     DIGIT_PAIRS[..count]
         .iter()

@@ -29,6 +29,7 @@ mod checkpoint;
 mod es;
 mod estimator;
 mod loss;
+mod restarts;
 mod thread_ranks;
 mod trainer;
 mod unroll;
@@ -41,6 +42,7 @@ pub use estimator::{
     ParticleState, TruncatedBptt,
 };
 pub use loss::{LogRelative, MeanObjective, MetaLoss, TermContext, WeightedLoss};
+pub use restarts::{best_restart, trailing_meta_loss};
 pub use thread_ranks::ThreadRanks;
 pub use trainer::{MetaError, MetaStepReport, MetaTrainConfig, MetaTrainer};
 pub use unroll::{score_window, unroll_window, Scored, Window, WindowError, WindowSpec};
