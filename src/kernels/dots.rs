@@ -13,6 +13,10 @@ use crate::tape::Scalar;
 /// Widest `B` the dot kernel is used for; its columns are taken in groups of [`GROUP`].
 pub(crate) const DOT_MAX_COLUMNS: usize = 24;
 
+/// Shortest inner dimension the dot kernel is used for: below it, the partial sums in
+/// registers would outnumber the terms.
+pub(crate) const DOT_MIN_INNER: usize = 16;
+
 /// Columns of `B` whose partial sums are kept in registers at a time.
 const GROUP: usize = 5;
 

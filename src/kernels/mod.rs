@@ -14,8 +14,9 @@ mod gemm;
 mod reduce;
 mod simd;
 mod skinny;
+mod small;
 
-pub(crate) use dots::DOT_MAX_COLUMNS;
-pub(crate) use gemm::{gemm_into, DenseRef};
+pub(crate) use dots::{DOT_MAX_COLUMNS, DOT_MIN_INNER};
+pub(crate) use gemm::{gemm_append, gemm_into, DenseRef};
 pub use reduce::{dot, norm_squared_f64};
 pub use simd::Simd;

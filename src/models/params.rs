@@ -8,6 +8,14 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Whether products read `m` transposed often enough, and slowly enough, to keep its transpose
+/// on the tape: a weight with a few rows and many columns (the first layer of an MLP on a
+/// whole gradient, `3 x 15701`), whose transposed products would otherwise stride by its
+/// few rows.
+fn is_wide<T: Scalar>(m: &DMatrix<T>) -> bool {
+    m.nrows() < crate::kernels::DOT_MIN_INNER && m.ncols() >= 64 * m.nrows()
+}
+
 /// An ordered list of named parameter matrices (names follow PyTorch's `module.param`).
 ///
 /// ```
@@ -159,7 +167,9 @@ impl<T: Scalar> Params<T> {
             .entries
             .iter()
             .map(|(n, m)| {
-                let v = if trainable {
+                let v = if trainable && is_wide(m) {
+                    tape.param_with_transpose(m.clone())
+                } else if trainable {
                     tape.param(m.clone())
                 } else {
                     tape.constant(m.clone())

@@ -19,7 +19,7 @@
 //!
 //! Each VJP is again `A`, `Aᵀ` or a product, so both are differentiable to any order.
 
-use crate::kernels::{gemm_into, DenseRef};
+use crate::kernels::{gemm_append, DenseRef};
 use crate::tape::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 
@@ -87,19 +87,18 @@ impl<'t, T: Scalar> Var<'t, T> {
         Var::record_with(FlatLinearOp, &[self, params], |v| {
             let p = v[1].as_slice();
             let w_t = DenseRef::new(p, features, classes);
-            let mut z = DMatrix::zeros(batch, classes);
+            let mut z = Vec::new();
             match &stored_t {
-                Some(x_t) => gemm_into(DenseRef::from(&**x_t), true, w_t, false, z.as_mut_slice()),
-                None => gemm_into(DenseRef::from(v[0]), false, w_t, false, z.as_mut_slice()),
+                Some(x_t) => gemm_append(DenseRef::from(&**x_t), true, w_t, false, &mut z),
+                None => gemm_append(DenseRef::from(v[0]), false, w_t, false, &mut z),
             }
             for (column, &b) in z
-                .as_mut_slice()
                 .chunks_exact_mut(batch.max(1))
                 .zip(&p[features * classes..])
             {
                 column.iter_mut().for_each(|zi| *zi += b);
             }
-            z
+            DMatrix::from_vec(batch, classes, z)
         })
     }
 
@@ -127,17 +126,17 @@ impl<'t, T: Scalar> Var<'t, T> {
         );
         let stored_t = self.stored_transpose();
         Var::record_with(FlatLinearAdjointOp, &[self, g], |v| {
-            let mut out = DMatrix::zeros(features * classes + classes, 1);
-            let (weights, biases) = out.as_mut_slice().split_at_mut(features * classes);
+            let mut out = Vec::with_capacity(features * classes + classes);
             let g = DenseRef::from(v[1]);
             match &stored_t {
-                Some(x_t) => gemm_into(DenseRef::from(&**x_t), false, g, false, weights),
-                None => gemm_into(DenseRef::from(v[0]), true, g, false, weights),
+                Some(x_t) => gemm_append(DenseRef::from(&**x_t), false, g, false, &mut out),
+                None => gemm_append(DenseRef::from(v[0]), true, g, false, &mut out),
             }
-            for (b, column) in biases.iter_mut().zip(v[1].column_iter()) {
-                *b = column.iter().fold(T::zero(), |s, &gi| s + gi);
-            }
-            out
+            out.extend(
+                v[1].column_iter()
+                    .map(|column| column.iter().fold(T::zero(), |s, &gi| s + gi)),
+            );
+            DMatrix::from_vec(features * classes + classes, 1, out)
         })
     }
 }

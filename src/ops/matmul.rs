@@ -12,7 +12,7 @@
 //! nalgebra's `tr_mul`, which is 4-5x slower at these sizes (research/rust_autodiff_survey.md
 //! 4.2); nalgebra's own small-matrix fallback mis-reads strided views, so it is bypassed.
 
-use crate::kernels::{gemm_into, DenseRef, DOT_MAX_COLUMNS};
+use crate::kernels::{gemm_append, DenseRef, DOT_MAX_COLUMNS, DOT_MIN_INNER};
 use crate::tape::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 
@@ -58,9 +58,9 @@ impl<T: Scalar> Op<T> for MatMulOp {
 pub fn gemm<T: Scalar>(a: &DMatrix<T>, ta: bool, b: &DMatrix<T>, tb: bool) -> DMatrix<T> {
     let (a, b) = (DenseRef::from(a), DenseRef::from(b));
     let (rows, cols) = (a.op_shape(ta).0, b.op_shape(tb).1);
-    let mut c = DMatrix::zeros(rows, cols);
-    gemm_into(a, ta, b, tb, c.as_mut_slice());
-    c
+    let mut c = Vec::new();
+    gemm_append(a, ta, b, tb, &mut c);
+    DMatrix::from_vec(rows, cols, c)
 }
 
 impl<'t, T: Scalar> Var<'t, T> {
@@ -74,13 +74,17 @@ impl<'t, T: Scalar> Var<'t, T> {
         // dot kernel streams its contiguous columns (`X B` as `(Xᵀ)ᵀ B`); otherwise a transposed
         // operand with a stored transpose is read through it, since general gemm would repack
         // its strided rows on every product.
+        // A transposed left operand with a short inner dimension (a wide weight `W` in `Wᵀ g`)
+        // is out of the dot kernel's reach and is read through its stored transpose too, as a
+        // tall product.
         let skinny = !transpose_other && other.ncols() <= DOT_MAX_COLUMNS;
+        let short_inner = self.nrows() < DOT_MIN_INNER;
         let self_t = self.stored_transpose();
         let other_t = transpose_other.then(|| other.stored_transpose()).flatten();
         Var::record_with(op, &[self, other], |v| {
             let (a, ta) = match (&self_t, transpose_self) {
                 (Some(t), false) if skinny => (&**t, true),
-                (Some(t), true) if !skinny => (&**t, false),
+                (Some(t), true) if !skinny || short_inner => (&**t, false),
                 _ => (v[0], transpose_self),
             };
             let (b, tb) = match &other_t {
@@ -248,6 +252,29 @@ mod tests {
         let hs = tape.grad(&[gs[0].sum()], &[g], false)[0].value();
         let hp = tape.grad(&[gp[0].sum()], &[g], false)[0].value();
         assert!((hs - hp).amax() < 1e-12);
+    }
+
+    /// A wide weight bound with its transpose gives the products and the gradients (first and
+    /// second order) of the plain parameter, up to rounding: `Wᵀ g` then runs as a tall product.
+    #[test]
+    fn a_wide_weight_with_its_transpose_matches_the_plain_parameter() {
+        let tape = crate::tape::Tape::<f64>::new();
+        let w = rand(6, 3, 150);
+        let (kept, plain) = (tape.param_with_transpose(w.clone()), tape.param(w));
+        let x = tape.param(rand(7, 150, 1));
+        let f = |w| -> Var<'_, f64> { Var::tr_matmul(w, Var::matmul(w, x).tanh()).tanh().sum() };
+        let (fk, fp) = (f(kept), f(plain));
+        assert!((fk.scalar() - fp.scalar()).abs() < 1e-12);
+        let gk = tape.grad(&[fk], &[kept, x], true);
+        let gp = tape.grad(&[fp], &[plain, x], true);
+        for (a, b) in gk.iter().zip(&gp) {
+            assert!((a.value() - b.value()).amax() < 1e-12);
+        }
+        let hk = tape.grad(&[gk[1].sum()], &[kept, x], false);
+        let hp = tape.grad(&[gp[1].sum()], &[plain, x], false);
+        for (a, b) in hk.iter().zip(&hp) {
+            assert!((a.value() - b.value()).amax() < 1e-12);
+        }
     }
 
     #[test]

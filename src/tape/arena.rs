@@ -148,16 +148,41 @@ impl<T: Scalar> Tape<T> {
         self.push_shared(value, Some(transpose))
     }
 
+    /// [`Tape::param`] that also keeps `valueᵀ`, for a weight products read transposed: a wide
+    /// `3 x 15701` weight times a short cotangent then runs as a tall product over the stored
+    /// transpose's contiguous columns instead of a strided loop.
+    ///
+    /// ```
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::DMatrix;
+    ///
+    /// let w = DMatrix::from_fn(3, 40, |i, j| (i + 2 * j) as f64);
+    /// let tape = Tape::<f64>::new();
+    /// let (plain, kept) = (tape.param(w.clone()), tape.param_with_transpose(w.clone()));
+    /// let g = tape.constant(DMatrix::from_element(3, 1, 0.5));
+    /// assert_eq!(kept.tr_matmul(g).value(), plain.tr_matmul(g).value());
+    /// let dw = tape.grad(&[kept.tr_matmul(g).sum()], &[kept], false)[0].value();
+    /// assert_eq!(dw, DMatrix::from_element(3, 40, 0.5));
+    /// ```
+    pub fn param_with_transpose(&self, value: DMatrix<T>) -> Var<'_, T> {
+        let transpose = Arc::new(value.transpose());
+        self.push_with(Value::Shared(Arc::new(value), Some(transpose)), true)
+    }
+
     fn push_shared(
         &self,
         value: Arc<DMatrix<T>>,
         transpose: Option<Arc<DMatrix<T>>>,
     ) -> Var<'_, T> {
+        self.push_with(Value::Shared(value, transpose), false)
+    }
+
+    fn push_with(&self, value: Value<T>, requires_grad: bool) -> Var<'_, T> {
         self.push(Node {
-            value: Value::Shared(value, transpose),
+            value,
             op: None,
             inputs: Vec::new(),
-            requires_grad: false,
+            requires_grad,
             epoch: self.epoch.get(),
         })
     }
@@ -227,13 +252,7 @@ impl<T: Scalar> Tape<T> {
     }
 
     fn push_leaf(&self, value: DMatrix<T>, requires_grad: bool) -> Var<'_, T> {
-        self.push(Node {
-            value: Value::Owned(value),
-            op: None,
-            inputs: Vec::new(),
-            requires_grad,
-            epoch: self.epoch.get(),
-        })
+        self.push_with(Value::Owned(value), requires_grad)
     }
 
     fn push(&self, node: Node<T>) -> Var<'_, T> {
