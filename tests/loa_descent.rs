@@ -327,7 +327,7 @@ fn a_step_without_decrease_is_rejected_and_x_stays() {
     let q = Ridge::random(8, 12, 0.1, &mut rng).unwrap();
     let r = trace(&Bfgs, &q, &x, 80);
     assert_descent(&r, "BFGS to rounding");
-    assert!(r.fallback.iter().any(|&f| f == 3.0), "{:?}", r.fallback);
+    assert!(r.fallback.contains(&3.0), "{:?}", r.fallback);
 }
 
 #[test]

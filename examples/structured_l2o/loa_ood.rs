@@ -64,13 +64,12 @@ pub fn table(suite: &str, result: &Suite, ks: &[usize], csv: &mut String) {
     }
 }
 
+/// An instance: its data matrix and its targets.
+type Instance = (DMatrix<f64>, Vec<f64>);
+
 /// `count` real-data instances: instance `i` is digit pair `i % 10`, images
 /// `(i / 10) * SAMPLES..` of that pair, pooled `pool x pool`; `x_{-1} ~ N(0, I)`.
-fn designs(
-    data: &Mnist,
-    count: usize,
-    pool: usize,
-) -> Result<Vec<(DMatrix<f64>, Vec<f64>)>, Box<dyn Error>> {
+fn designs(data: &Mnist, count: usize, pool: usize) -> Result<Vec<Instance>, Box<dyn Error>> {
     (0..count)
         .map(|i| {
             let pair = DIGIT_PAIRS[i % DIGIT_PAIRS.len()];

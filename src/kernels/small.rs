@@ -340,6 +340,8 @@ unsafe fn wide_outputs_rows<T: Scalar, const M: usize, const K: usize>(
         let f = small_factor::<T, M, K>(a, a_strides);
         let rows: [&[T]; K] =
             std::array::from_fn(|kk| std::slice::from_raw_parts(b.add(kk * skb), n));
+        // `j` indexes all K rows of B at once.
+        #[allow(clippy::needless_range_loop)]
         for j in 0..n {
             for (i, fi) in f.iter().enumerate() {
                 let mut sum = T::zero();
@@ -394,7 +396,8 @@ mod tests {
     fn every_instruction_set_gives_the_bits_of_the_plain_loops() {
         fn check<T: Scalar>(to: impl Fn(f64) -> T) {
             // (m, k, n, A strides, B strides), A and B stored in 600 entries each.
-            let cases: [(usize, usize, usize, (usize, usize), (usize, usize)); 9] = [
+            type Case = (usize, usize, usize, (usize, usize), (usize, usize));
+            let cases: [Case; 9] = [
                 (10, 2, 3, (1, 10), (1, 2)),
                 (3, 200, 1, (1, 3), (1, 200)),
                 (3, 200, 1, (200, 1), (1, 200)),

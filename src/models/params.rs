@@ -152,7 +152,9 @@ impl<T: Scalar> Params<T> {
         self.entries.iter_mut().map(|(n, m)| (n.as_str(), m))
     }
 
-    /// Every parameter as a tape leaf that gradients can be taken with respect to.
+    /// Every parameter as a tape leaf that gradients can be taken with respect to; wide weights
+    /// (fewer than 16 rows, at least 64 columns per row) also keep their transpose on the tape
+    /// ([`Tape::param_with_transpose`]) for faster transposed products.
     pub fn bind<'t>(&self, tape: &'t Tape<T>) -> Bound<'t, T> {
         self.bind_with(tape, true)
     }
