@@ -223,19 +223,7 @@ impl<T: Scalar> ClassifierMetrics<T> {
         if !super::all_finite(&out) {
             return f64::NAN;
         }
-        let correct = out
-            .row_iter()
-            .zip(&self.labels)
-            .filter(|(row, &label)| {
-                let mut best = 0;
-                for j in 1..row.len() {
-                    if row[j] > row[best] {
-                        best = j;
-                    }
-                }
-                best == label
-            })
-            .count();
+        let correct = super::correct_by_argmax(&out, &self.labels);
         correct as f64 / self.len().max(1) as f64
     }
 

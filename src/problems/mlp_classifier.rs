@@ -345,19 +345,7 @@ impl<T: Scalar> MlpMetrics<T> {
         if !super::all_finite(&out) {
             return f64::NAN;
         }
-        let correct = out
-            .row_iter()
-            .zip(&self.labels)
-            .filter(|(row, &label)| {
-                let mut best = 0;
-                for j in 1..row.len() {
-                    if row[j] > row[best] {
-                        best = j;
-                    }
-                }
-                best == label
-            })
-            .count();
+        let correct = super::correct_by_argmax(&out, &self.labels);
         correct as f64 / self.len() as f64
     }
 

@@ -189,3 +189,22 @@ impl std::error::Error for ProblemError {}
 pub fn all_finite<T: Scalar>(m: &DMatrix<T>) -> bool {
     m.as_slice().iter().fold(true, |ok, v| ok & v.is_finite())
 }
+
+/// How many rows of `outputs` (one per sample) have their largest entry first at the sample's
+/// label (the paper's argmax rule; ties, like ReLU outputs at 0, go to the first class, as
+/// `torch.argmax`).
+pub(crate) fn correct_by_argmax<T: Scalar>(outputs: &DMatrix<T>, labels: &[usize]) -> usize {
+    outputs
+        .row_iter()
+        .zip(labels)
+        .filter(|(row, &label)| {
+            let mut best = 0;
+            for j in 1..row.len() {
+                if row[j] > row[best] {
+                    best = j;
+                }
+            }
+            best == label
+        })
+        .count()
+}
