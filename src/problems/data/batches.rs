@@ -104,7 +104,7 @@ impl<T: Scalar> Batches<T> {
                 flat.extend_from_slice(&columns[i * features..(i + 1) * features]);
             }
             let batch_t = DMatrix::from_vec(features, size, flat);
-            let batch = DMatrix::from_vec(size, features, transposed(batch_t.as_slice(), features));
+            let batch = batch_t.transpose();
             images.push(Arc::new(batch));
             images_t.push(Arc::new(batch_t));
             one_hot.push(Arc::new(DMatrix::from_fn(size, NUM_CLASSES, |r, c| {
@@ -166,49 +166,5 @@ impl<T: Scalar> Batches<T> {
     /// The one-hot labels (`size x classes`) of minibatch `index mod len()`.
     pub fn one_hot(&self, index: usize) -> &Arc<DMatrix<T>> {
         &self.one_hot[index % self.len()]
-    }
-}
-
-/// The transpose of the column-major matrix `columns` with `rows_per_column` rows, column-major.
-/// Sixteen source columns at a time: their entries `f` go to sixteen contiguous places of
-/// output column `f`, so the sixteen read streams and the write stay in L1 (a strided iterator
-/// per output column took a quarter of the LSTM's meta-training on the notebook's stream,
-/// which regathers every minibatch of every trajectory at every meta-step).
-fn transposed<T: Scalar>(columns: &[T], rows_per_column: usize) -> Vec<T> {
-    const BLOCK: usize = 16;
-    let rows = rows_per_column;
-    let cols = if rows == 0 { 0 } else { columns.len() / rows };
-    let mut out = vec![T::zero(); rows * cols];
-    for c0 in (0..cols).step_by(BLOCK) {
-        let width = BLOCK.min(cols - c0);
-        let sources: Vec<&[T]> = (c0..c0 + width)
-            .map(|c| &columns[c * rows..(c + 1) * rows])
-            .collect();
-        for (f, out_column) in out.chunks_exact_mut(cols).enumerate() {
-            for (o, source) in out_column[c0..c0 + width].iter_mut().zip(&sources) {
-                *o = source[f];
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::transposed;
-    use nalgebra::DMatrix;
-
-    /// Whole and partial blocks of sixteen columns, and the empty matrix.
-    #[test]
-    fn transposed_matches_nalgebra() {
-        for (rows, cols) in [(33, 17), (5, 16), (784, 3), (1, 40), (0, 0)] {
-            let m = DMatrix::from_fn(rows, cols, |i, j| (i * 1000 + j) as f32);
-            let t = transposed(m.as_slice(), rows);
-            assert_eq!(
-                DMatrix::from_vec(cols, rows, t),
-                m.transpose(),
-                "{rows} x {cols}"
-            );
-        }
     }
 }
