@@ -20,6 +20,7 @@
 //! Each VJP is again `A`, `Aᵀ` or a product, so both are differentiable to any order.
 
 use crate::kernels::{gemm_append, DenseRef};
+use super::same_tape;
 use crate::tape::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 
@@ -84,13 +85,17 @@ impl<'t, T: Scalar> Var<'t, T> {
         let (batch, features) = self.shape();
         let classes = classes_of(params, features);
         let stored_t = self.stored_transpose();
-        Var::record_with(FlatLinearOp, &[self, params], |v| {
-            let p = v[1].as_slice();
+        same_tape("flat_linear", self, params);
+        let value = {
+            // The data is borrowed only without a stored transpose: a constant known only by
+            // its transpose is never formed.
+            let p = params.value_ref();
+            let p = p.as_slice();
             let w_t = DenseRef::new(p, features, classes);
             let mut z = Vec::new();
             match &stored_t {
                 Some(x_t) => gemm_append(DenseRef::from(&**x_t), true, w_t, false, &mut z),
-                None => gemm_append(DenseRef::from(v[0]), false, w_t, false, &mut z),
+                None => gemm_append(DenseRef::from(&*self.value_ref()), false, w_t, false, &mut z),
             }
             for (column, &b) in z
                 .chunks_exact_mut(batch.max(1))
@@ -99,7 +104,8 @@ impl<'t, T: Scalar> Var<'t, T> {
                 column.iter_mut().for_each(|zi| *zi += b);
             }
             DMatrix::from_vec(batch, classes, z)
-        })
+        };
+        self.tape().record(FlatLinearOp, &[self, params], value)
     }
 
     /// `[vec(selfᵀ g); gᵀ 1]` for a batch of rows `self` (B x f) and `g` (B x c): the gradient
@@ -125,19 +131,22 @@ impl<'t, T: Scalar> Var<'t, T> {
             "flat_linear_adjoint: {batch} rows of data but {g_batch} rows of cotangent"
         );
         let stored_t = self.stored_transpose();
-        Var::record_with(FlatLinearAdjointOp, &[self, g], |v| {
+        same_tape("flat_linear_adjoint", self, g);
+        let value = {
+            let g = g.value_ref();
             let mut out = Vec::with_capacity(features * classes + classes);
-            let g = DenseRef::from(v[1]);
+            let cotangent = DenseRef::from(&*g);
             match &stored_t {
-                Some(x_t) => gemm_append(DenseRef::from(&**x_t), false, g, false, &mut out),
-                None => gemm_append(DenseRef::from(v[0]), true, g, false, &mut out),
+                Some(x_t) => gemm_append(DenseRef::from(&**x_t), false, cotangent, false, &mut out),
+                None => gemm_append(DenseRef::from(&*self.value_ref()), true, cotangent, false, &mut out),
             }
             out.extend(
-                v[1].column_iter()
+                g.column_iter()
                     .map(|column| column.iter().fold(T::zero(), |s, &gi| s + gi)),
             );
             DMatrix::from_vec(features * classes + classes, 1, out)
-        })
+        };
+        self.tape().record(FlatLinearAdjointOp, &[self, g], value)
     }
 }
 
@@ -202,6 +211,47 @@ mod tests {
                     < 1e-12);
             }
         }
+    }
+
+    #[test]
+    fn data_known_by_its_transpose_is_never_formed_and_gives_the_same_bits() {
+        // The classifier's step as meta-training records it: the loss, its gradient on the
+        // tape, and the gradient of a function of that gradient (second order), with the
+        // minibatch held only transposed; every value must equal the plain constant's, and
+        // the minibatch must never have been formed.
+        let tape = Tape::<f64>::new();
+        let x = rand(11, 13, 6);
+        let shared = tape.constant_transposed(Arc::new(x.transpose()));
+        let plain = tape.constant(x);
+        let p = tape.param(rand(12, 3 * 6 + 3, 1));
+        let mut results = Vec::new();
+        for data in [shared, plain] {
+            let loss = data.flat_linear(p).tanh().sum();
+            let g = tape.grad(&[loss], &[p], true)[0];
+            let hvp = tape.grad(&[g.mul_elem(g).sum()], &[p], false)[0];
+            results.push((loss.value(), g.value(), hvp.value()));
+        }
+        assert_eq!(results[0], results[1]);
+        let nodes = tape.nodes.borrow();
+        match &nodes[shared.id()].value {
+            crate::tape::arena::Value::Transposed(_, plain) => {
+                assert!(plain.get().is_none(), "the minibatch was formed")
+            }
+            _ => panic!("not a constant known by its transpose"),
+        }
+    }
+
+    #[test]
+    fn a_constant_known_by_its_transpose_reads_as_the_matrix() {
+        let tape = Tape::<f64>::new();
+        let x = rand(3, 4, 5);
+        let data = tape.constant_transposed(Arc::new(x.transpose()));
+        let w = tape.param(rand(4, 5, 2));
+        assert_eq!(data.shape(), (4, 5));
+        let rows = tape.constant(x.clone());
+        assert_eq!(data.matmul(w).value(), rows.matmul(w).value());
+        assert_eq!(data.tanh().value(), x.map(f64::tanh));
+        assert_eq!(tape.num_scalars(), 20 + 10 + 20 + 8 + 8 + 20);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! 4.2); nalgebra's own small-matrix fallback mis-reads strided views, so it is bypassed.
 
 use crate::kernels::{gemm_append, DenseRef, DOT_MAX_COLUMNS, DOT_MIN_INNER};
+use super::same_tape;
 use crate::tape::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 
@@ -79,20 +80,31 @@ impl<'t, T: Scalar> Var<'t, T> {
         // tall product.
         let skinny = !transpose_other && other.ncols() <= DOT_MAX_COLUMNS;
         let short_inner = self.nrows() < DOT_MIN_INNER;
-        let self_t = self.stored_transpose();
+        // Operands read through a stored transpose are not borrowed otherwise: a constant
+        // known only by its transpose is then never formed.
+        let self_t = match (self.stored_transpose(), transpose_self) {
+            (Some(t), false) if skinny => Some((t, true)),
+            (Some(t), true) if !skinny || short_inner => Some((t, false)),
+            _ => None,
+        };
         let other_t = transpose_other.then(|| other.stored_transpose()).flatten();
-        Var::record_with(op, &[self, other], |v| {
-            let (a, ta) = match (&self_t, transpose_self) {
-                (Some(t), false) if skinny => (&**t, true),
-                (Some(t), true) if !skinny || short_inner => (&**t, false),
-                _ => (v[0], transpose_self),
+        same_tape("matmul", self, other);
+        let value = {
+            let self_plain = self_t.is_none().then(|| self.value_ref());
+            let other_plain = other_t.is_none().then(|| other.value_ref());
+            let (a, ta) = match (&self_t, &self_plain) {
+                (Some((t, ta)), _) => (&**t, *ta),
+                (None, Some(plain)) => (&**plain, transpose_self),
+                (None, None) => unreachable!("the left operand is read one way or the other"),
             };
-            let (b, tb) = match &other_t {
-                Some(t) => (&**t, false),
-                None => (v[1], transpose_other),
+            let (b, tb) = match (&other_t, &other_plain) {
+                (Some(t), _) => (&**t, false),
+                (None, Some(plain)) => (&**plain, transpose_other),
+                (None, None) => unreachable!("the right operand is read one way or the other"),
             };
             gemm(a, ta, b, tb)
-        })
+        };
+        self.tape().record(op, &[self, other], value)
     }
 
     /// Matrix product `self * other`.

@@ -277,7 +277,6 @@ impl<T: Scalar> Problem<T> for MlpClassifier<T> {
 pub struct MlpMetrics<T: Scalar> {
     shape: MlpShape,
     activation: Activation,
-    images: Arc<DMatrix<T>>,
     images_t: Arc<DMatrix<T>>,
     one_hot: Arc<DMatrix<T>>,
     labels: Vec<usize>,
@@ -306,7 +305,6 @@ impl<T: Scalar> MlpMetrics<T> {
             shape: shape.clone(),
             activation,
             images_t: Arc::new(batch.images.transpose()),
-            images: Arc::new(batch.images),
             one_hot: Arc::new(batch.one_hot),
             labels: batch.labels,
         })
@@ -329,8 +327,7 @@ impl<T: Scalar> MlpMetrics<T> {
         }
         let tape = Tape::new();
         tape.no_grad(|| {
-            let images =
-                tape.constant_shared_with_transpose(self.images.clone(), self.images_t.clone());
+            let images = tape.constant_transposed(self.images_t.clone());
             let p = tape.constant(params.clone());
             Some(self.shape.outputs(p, images, self.activation).value())
         })
@@ -356,8 +353,7 @@ impl<T: Scalar> MlpMetrics<T> {
         }
         let tape = Tape::new();
         tape.no_grad(|| {
-            let images =
-                tape.constant_shared_with_transpose(self.images.clone(), self.images_t.clone());
+            let images = tape.constant_transposed(self.images_t.clone());
             let y = tape.constant_shared(self.one_hot.clone());
             let p = tape.constant(params.clone());
             self.shape

@@ -2,7 +2,7 @@
 
 use super::{Op, Scalar, Var};
 use nalgebra::DMatrix;
-use std::cell::{Cell, Ref, RefCell};
+use std::cell::{Cell, OnceCell, Ref, RefCell};
 use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,10 +10,13 @@ use std::sync::Arc;
 /// A node's matrix: owned, or shared with the caller so that large constant data (a dataset's
 /// minibatches, reused by many steps and trajectories) is neither copied nor held twice.
 /// A shared matrix may carry its transpose, so that products reading it transposed stream
-/// contiguous columns.
+/// contiguous columns; a matrix known only by its transpose is formed on first read, which
+/// the products that read the transpose never do.
 pub(crate) enum Value<T: Scalar> {
     Owned(DMatrix<T>),
     Shared(Arc<DMatrix<T>>, Option<Arc<DMatrix<T>>>),
+    /// The transpose, and the matrix itself once something reads it.
+    Transposed(Arc<DMatrix<T>>, OnceCell<DMatrix<T>>),
 }
 
 impl<T: Scalar> Value<T> {
@@ -22,6 +25,7 @@ impl<T: Scalar> Value<T> {
         match std::mem::replace(self, Value::Owned(DMatrix::zeros(0, 0))) {
             Value::Owned(m) => m,
             Value::Shared(m, _) => Arc::unwrap_or_clone(m),
+            Value::Transposed(t, plain) => plain.into_inner().unwrap_or_else(|| t.transpose()),
         }
     }
 
@@ -29,7 +33,16 @@ impl<T: Scalar> Value<T> {
     pub(crate) fn transpose(&self) -> Option<&Arc<DMatrix<T>>> {
         match self {
             Value::Shared(_, t) => t.as_ref(),
+            Value::Transposed(t, _) => Some(t),
             Value::Owned(_) => None,
+        }
+    }
+
+    /// The shape, without forming a matrix known only by its transpose.
+    pub(crate) fn shape(&self) -> (usize, usize) {
+        match self {
+            Value::Transposed(t, _) => (t.ncols(), t.nrows()),
+            other => (**other).shape(),
         }
     }
 }
@@ -40,6 +53,7 @@ impl<T: Scalar> Deref for Value<T> {
         match self {
             Value::Owned(m) => m,
             Value::Shared(m, _) => m,
+            Value::Transposed(t, plain) => plain.get_or_init(|| t.transpose()),
         }
     }
 }
@@ -148,6 +162,29 @@ impl<T: Scalar> Tape<T> {
         self.push_shared(value, Some(transpose))
     }
 
+    /// A constant whose value is `transposeᵀ`, holding only `transpose` (shared, not copied):
+    /// a minibatch kept as one contiguous column per sample. The products that read it
+    /// transposed ([`Var::flat_linear`], [`Var::flat_linear_adjoint`], [`Var::tr_matmul`])
+    /// never form `transposeᵀ`; any other read forms it once, on this tape.
+    ///
+    /// ```
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::DMatrix;
+    /// use std::sync::Arc;
+    ///
+    /// let x_t = DMatrix::from_fn(3, 40, |i, j| (i * 40 + j) as f64); // 40 samples as columns
+    /// let tape = Tape::<f64>::new();
+    /// let data = tape.constant_transposed(Arc::new(x_t.clone()));
+    /// assert_eq!(data.shape(), (40, 3));
+    /// let p = tape.param(DMatrix::from_element(2 * 3 + 2, 1, 0.5));
+    /// let rows = tape.constant(x_t.transpose());
+    /// assert_eq!(data.flat_linear(p).value(), rows.flat_linear(p).value());
+    /// assert_eq!(data.value(), x_t.transpose());
+    /// ```
+    pub fn constant_transposed(&self, transpose: Arc<DMatrix<T>>) -> Var<'_, T> {
+        self.push_with(Value::Transposed(transpose, OnceCell::new()), false)
+    }
+
     /// [`Tape::param`] that also keeps `valueᵀ`, for a weight products read transposed: a wide
     /// `3 x 15701` weight times a short cotangent then runs as a tall product over the stored
     /// transpose's contiguous columns instead of a strided loop.
@@ -209,7 +246,14 @@ impl<T: Scalar> Tape<T> {
 
     /// Total number of scalars held by the tape's values (a memory measure).
     pub fn num_scalars(&self) -> usize {
-        self.nodes.borrow().iter().map(|n| n.value.len()).sum()
+        self.nodes
+            .borrow()
+            .iter()
+            .map(|n| {
+                let (rows, cols) = n.value.shape();
+                rows * cols
+            })
+            .sum()
     }
 
     /// The current end of the tape, to pass to [`Tape::truncate`] later.

@@ -5,7 +5,7 @@
 //! [`Tape::grad`] with `create_graph = true` records the backward pass itself and its result
 //! can be differentiated again (the "dual tape"). Without it, the same VJPs run unrecorded.
 
-mod arena;
+pub(crate) mod arena;
 mod backward;
 pub mod gradcheck;
 mod op;

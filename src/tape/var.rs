@@ -66,7 +66,7 @@ impl<'t, T: Scalar> Var<'t, T> {
 
     /// (rows, columns) of the value.
     pub fn shape(&self) -> (usize, usize) {
-        self.value_ref().shape()
+        self.tape.node(self.id, self.epoch).value.shape()
     }
 
     /// Number of rows.

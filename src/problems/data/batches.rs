@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 /// The full minibatches of a [`Subset`], normalized and converted to `T` once: meta-training
 /// reads 500 minibatches per meta-step, and converting each on every read cost as much as a
-/// sixth of the meta-step.
+/// sixth of the meta-step. Each is kept only transposed (`features x size`, one contiguous
+/// column per sample), the layout every product of the classifiers reads: keeping the rows
+/// too doubled the memory, and transposing each gathered batch took a tenth of the LSTM's
+/// meta-training.
 ///
 /// ```
 /// use convergent_l2o::problems::data::{Batches, Mnist, Split};
@@ -19,13 +22,12 @@ use std::sync::Arc;
 /// let batches = Batches::<f32>::new(split, 128).unwrap();
 /// assert_eq!(batches.len(), split.num_batches(128));
 /// // Index 0 and index len() are the same minibatch: sequential reads wrap around.
-/// assert_eq!(**batches.images(0), **batches.images(batches.len()));
-/// assert_eq!(**batches.images(1), split.batch::<f32>(128, 128).images);
+/// assert_eq!(batches.images(0), batches.images(batches.len()));
+/// assert_eq!(batches.images(1), split.batch::<f32>(128, 128).images);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Batches<T: Scalar> {
     size: usize,
-    images: Vec<Arc<DMatrix<T>>>,
     images_t: Vec<Arc<DMatrix<T>>>,
     one_hot: Vec<Arc<DMatrix<T>>>,
 }
@@ -45,18 +47,15 @@ impl<T: Scalar> Batches<T> {
             ));
         }
         let n = data.num_batches(size);
-        let (mut images, mut images_t) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let mut one_hot = Vec::with_capacity(n);
+        let (mut images_t, mut one_hot) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for k in 0..n {
             let batch = data.batch::<T>(k * size, size);
             images_t.push(Arc::new(batch.images.transpose()));
-            images.push(Arc::new(batch.images));
             one_hot.push(Arc::new(batch.one_hot));
         }
         debug_assert!(one_hot.iter().all(|m| m.ncols() == NUM_CLASSES));
         Ok(Batches {
             size,
-            images,
             images_t,
             one_hot,
         })
@@ -91,8 +90,7 @@ impl<T: Scalar> Batches<T> {
             ));
         }
         let count = indices.len() / size;
-        let (mut images, mut images_t) = (Vec::with_capacity(count), Vec::with_capacity(count));
-        let mut one_hot = Vec::with_capacity(count);
+        let (mut images_t, mut one_hot) = (Vec::with_capacity(count), Vec::with_capacity(count));
         let features = samples.nrows();
         let columns = samples.as_slice();
         for chunk in indices.chunks_exact(size) {
@@ -103,10 +101,7 @@ impl<T: Scalar> Batches<T> {
             for &i in chunk {
                 flat.extend_from_slice(&columns[i * features..(i + 1) * features]);
             }
-            let batch_t = DMatrix::from_vec(features, size, flat);
-            let batch = batch_t.transpose();
-            images.push(Arc::new(batch));
-            images_t.push(Arc::new(batch_t));
+            images_t.push(Arc::new(DMatrix::from_vec(features, size, flat)));
             one_hot.push(Arc::new(DMatrix::from_fn(size, NUM_CLASSES, |r, c| {
                 if labels[chunk[r]] == c {
                     T::one()
@@ -117,7 +112,6 @@ impl<T: Scalar> Batches<T> {
         }
         Ok(Batches {
             size,
-            images,
             images_t,
             one_hot,
         })
@@ -125,17 +119,17 @@ impl<T: Scalar> Batches<T> {
 
     /// Features per sample (pixels per image).
     pub fn num_features(&self) -> usize {
-        self.images[0].ncols()
+        self.images_t[0].nrows()
     }
 
     /// Number of minibatches.
     pub fn len(&self) -> usize {
-        self.images.len()
+        self.images_t.len()
     }
 
     /// Always false: construction refuses an empty split.
     pub fn is_empty(&self) -> bool {
-        self.images.is_empty()
+        self.images_t.is_empty()
     }
 
     /// Samples per minibatch.
@@ -143,18 +137,17 @@ impl<T: Scalar> Batches<T> {
         self.size
     }
 
-    /// The images (`size x features`) of minibatch `index mod len()`.
-    pub fn images(&self, index: usize) -> &Arc<DMatrix<T>> {
-        &self.images[index % self.len()]
+    /// The images (`size x features`, one row per sample) of minibatch `index mod len()`, a
+    /// new matrix (the set keeps them transposed: [`Batches::images_transposed`]).
+    pub fn images(&self, index: usize) -> DMatrix<T> {
+        self.images_transposed(index).transpose()
     }
 
     /// Minibatch `index mod len()` on `tape` as constants shared with this set, not copied:
-    /// (the images with their stored transpose, the one-hot labels).
+    /// (the images, `size x features`, known by their transpose
+    /// ([`Tape::constant_transposed`]); the one-hot labels).
     pub fn on_tape<'t>(&self, tape: &'t Tape<T>, index: usize) -> (Var<'t, T>, Var<'t, T>) {
-        let images = tape.constant_shared_with_transpose(
-            self.images(index).clone(),
-            self.images_transposed(index).clone(),
-        );
+        let images = tape.constant_transposed(self.images_transposed(index).clone());
         (images, tape.constant_shared(self.one_hot(index).clone()))
     }
 
