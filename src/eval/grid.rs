@@ -2,11 +2,11 @@
 //! Furieri): the rate that minimizes the training loss after a fixed number of steps.
 
 use super::run::{run, EvalError, RunConfig};
-use rayon::prelude::*;
 use crate::optim::Tunable;
 use crate::problems::Problem;
 use crate::tape::Scalar;
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 
 /// The outcome of a learning-rate grid search.
 #[derive(Clone, Debug, PartialEq)]

@@ -10,23 +10,25 @@
 use super::simd::{simd_type, Simd, SimdType};
 use crate::tape::Scalar;
 
-/// Widest `B` the dot kernel is used for; its columns are taken in groups of [`GROUP`].
+/// Widest `B` the dot kernel is used for; its columns are taken in groups of up to
+/// [`MAX_GROUP`].
 pub(crate) const DOT_MAX_COLUMNS: usize = 24;
 
 /// Shortest inner dimension the dot kernel is used for: below it, the partial sums in
 /// registers would outnumber the terms.
 pub(crate) const DOT_MIN_INNER: usize = 16;
 
-/// Columns of `B` whose partial sums are kept in registers at a time.
-const GROUP: usize = 5;
+/// Most columns of `B` whose partial sums a kernel keeps in registers at a time.
+const MAX_GROUP: usize = 10;
 
 /// Generates `$name`: `C (m x n, column stride ldc) = Aᵀ B` for `A` k x m (column stride lda)
 /// and `B` k x n (column stride ldb). Columns of `A` go in blocks of `$rows`, columns of `B` in
-/// groups of [`GROUP`]; each of the `$rows x GROUP` entries keeps `$lanes` partial sums over
+/// groups of `$group`; each of the `$rows x $group` entries keeps `$lanes` partial sums over
 /// `kk ≡ l (mod lanes)`, added lane by lane in order at the end, then the `k % lanes` tail in
 /// order: the summation order depends on the shapes only.
 macro_rules! dot_kernel {
-    ($name:ident, $block:ident, $t:ty, $feature:literal, $lanes:expr, $rows:expr, $zero:path,
+    ($name:ident, $block:ident, $t:ty, $feature:literal, $lanes:expr, $rows:expr, $group:expr,
+     $zero:path,
      $load:path, $store:path, $fma:path) => {
         #[target_feature(enable = $feature)]
         #[allow(clippy::too_many_arguments)]
@@ -108,7 +110,7 @@ macro_rules! dot_kernel {
                     };
                     let mut j = 0;
                     while j < n {
-                        let width = GROUP.min(n - j);
+                        let width = $group.min(n - j);
                         let (bj, cij) = (b.add(j * ldb), c.add(j * ldc + i));
                         macro_rules! go {
                             ($r:expr) => {
@@ -117,7 +119,14 @@ macro_rules! dot_kernel {
                                     2 => $block::<$r, 2>(k, ai, lda, bj, ldb, cij, ldc, next),
                                     3 => $block::<$r, 3>(k, ai, lda, bj, ldb, cij, ldc, next),
                                     4 => $block::<$r, 4>(k, ai, lda, bj, ldb, cij, ldc, next),
-                                    _ => $block::<$r, GROUP>(k, ai, lda, bj, ldb, cij, ldc, next),
+                                    5 => $block::<$r, 5>(k, ai, lda, bj, ldb, cij, ldc, next),
+                                    6 => $block::<$r, 6>(k, ai, lda, bj, ldb, cij, ldc, next),
+                                    7 => $block::<$r, 7>(k, ai, lda, bj, ldb, cij, ldc, next),
+                                    8 => $block::<$r, 8>(k, ai, lda, bj, ldb, cij, ldc, next),
+                                    9 => $block::<$r, 9>(k, ai, lda, bj, ldb, cij, ldc, next),
+                                    _ => {
+                                        $block::<$r, MAX_GROUP>(k, ai, lda, bj, ldb, cij, ldc, next)
+                                    }
                                 }
                             };
                         }
@@ -137,18 +146,20 @@ macro_rules! dot_kernel {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::GROUP;
+    use super::MAX_GROUP;
     use std::arch::x86_64::*;
 
     // AVX2 has 16 vector registers: 2 x 5 accumulators, 2 columns of A and one of B.
-    // AVX-512 has 32: 4 x 5 accumulators, 4 columns of A and one of B.
+    // AVX-512 has 32: 2 x 10 accumulators, 2 columns of A and one of B, so that a ten-class
+    // `X Wᵀ` reads `Xᵀ` once instead of once per five columns (4 x 5 read it twice).
     dot_kernel!(
         f32_avx512,
         f32_avx512_block,
         f32,
         "avx512f",
         16,
-        4,
+        2,
+        10,
         _mm512_setzero_ps,
         _mm512_loadu_ps,
         _mm512_storeu_ps,
@@ -160,7 +171,8 @@ mod x86 {
         f64,
         "avx512f",
         8,
-        4,
+        2,
+        10,
         _mm512_setzero_pd,
         _mm512_loadu_pd,
         _mm512_storeu_pd,
@@ -173,6 +185,7 @@ mod x86 {
         "avx2,fma",
         8,
         2,
+        5,
         _mm256_setzero_ps,
         _mm256_loadu_ps,
         _mm256_storeu_ps,
@@ -185,6 +198,7 @@ mod x86 {
         "avx2,fma",
         4,
         2,
+        5,
         _mm256_setzero_pd,
         _mm256_loadu_pd,
         _mm256_storeu_pd,

@@ -19,8 +19,8 @@
 //!
 //! Each VJP is again `A`, `Aᵀ` or a product, so both are differentiable to any order.
 
-use crate::kernels::{gemm_append, DenseRef};
 use super::same_tape;
+use crate::kernels::{gemm_append, DenseRef};
 use crate::tape::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 
@@ -95,7 +95,13 @@ impl<'t, T: Scalar> Var<'t, T> {
             let mut z = Vec::new();
             match &stored_t {
                 Some(x_t) => gemm_append(DenseRef::from(&**x_t), true, w_t, false, &mut z),
-                None => gemm_append(DenseRef::from(&*self.value_ref()), false, w_t, false, &mut z),
+                None => gemm_append(
+                    DenseRef::from(&*self.value_ref()),
+                    false,
+                    w_t,
+                    false,
+                    &mut z,
+                ),
             }
             for (column, &b) in z
                 .chunks_exact_mut(batch.max(1))
@@ -138,7 +144,13 @@ impl<'t, T: Scalar> Var<'t, T> {
             let cotangent = DenseRef::from(&*g);
             match &stored_t {
                 Some(x_t) => gemm_append(DenseRef::from(&**x_t), false, cotangent, false, &mut out),
-                None => gemm_append(DenseRef::from(&*self.value_ref()), true, cotangent, false, &mut out),
+                None => gemm_append(
+                    DenseRef::from(&*self.value_ref()),
+                    true,
+                    cotangent,
+                    false,
+                    &mut out,
+                ),
             }
             out.extend(
                 g.column_iter()

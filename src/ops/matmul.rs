@@ -12,8 +12,8 @@
 //! nalgebra's `tr_mul`, which is 4-5x slower at these sizes (research/rust_autodiff_survey.md
 //! 4.2); nalgebra's own small-matrix fallback mis-reads strided views, so it is bypassed.
 
-use crate::kernels::{gemm_append, DenseRef, DOT_MAX_COLUMNS, DOT_MIN_INNER};
 use super::same_tape;
+use crate::kernels::{gemm_append, DenseRef, DOT_MAX_COLUMNS, DOT_MIN_INNER};
 use crate::tape::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 
