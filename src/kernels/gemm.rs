@@ -152,16 +152,6 @@ unsafe fn gemm_write<T: Scalar>(
             return;
         }
     }
-    if ar == 1 && !tb && bc <= DOT_MAX_COLUMNS && ac >= DOT_MIN_INNER {
-        // A row times a skinny B (an LSTM's input row times its stored `W_ihᵀ`): the row, in
-        // either layout, is one contiguous k-vector, so the product is the dot kernel's `aᵀ B`
-        // (a strided small-product loop ran it at a tenth of the speed).
-        // SAFETY: `a` holds ac contiguous elements (a 1 x ac or ac x 1 matrix), `b` is a
-        // contiguous ac x bc column-major matrix, and `c` holds bc entries aliasing neither.
-        if unsafe { gemm_dot(1, ac, bc, a.data.as_ptr(), ac, b.data.as_ptr(), ac, c) } {
-            return;
-        }
-    }
     if !ta && bc <= 2 * MAX_COLUMNS && ar >= 16 {
         let (skb, sjb) = b.strides(tb);
         let b_at = |kk: usize, j: usize| b.data[kk * skb + j * sjb];
@@ -331,26 +321,5 @@ mod tests {
         }
         check::<f64>(|v| v);
         check::<f32>(|v| v as f32);
-    }
-
-    /// A row times a skinny matrix is the dot kernel's product of the same vector read as a
-    /// column: the same bits in either layout of the row, and the plain sum to rounding.
-    #[test]
-    fn a_row_times_a_skinny_matrix_is_a_dot_product_in_either_layout() {
-        let (k, n) = (15701, 8);
-        let x: Vec<f32> = (0..k).map(|v| (v as f32 * 0.37).sin()).collect();
-        let w: Vec<f32> = (0..k * n).map(|v| (v as f32 * 0.53).cos()).collect();
-        let b = DenseRef::new(&w, k, n);
-        let (mut as_row, mut as_column) = (Vec::new(), Vec::new());
-        gemm_append(DenseRef::new(&x, 1, k), false, b, false, &mut as_row);
-        gemm_append(DenseRef::new(&x, k, 1), true, b, false, &mut as_column);
-        assert_eq!(as_row, as_column);
-        for (j, &c) in as_row.iter().enumerate() {
-            let exact: f64 = (0..k).map(|i| x[i] as f64 * w[j * k + i] as f64).sum();
-            assert!(
-                (c as f64 - exact).abs() < 1e-4 * (1.0 + exact.abs()),
-                "{c} vs {exact}"
-            );
-        }
     }
 }
