@@ -90,17 +90,20 @@ impl<'t, T: Scalar> Var<'t, T> {
         let other_t = transpose_other.then(|| other.stored_transpose()).flatten();
         same_tape("matmul", self, other);
         let value = {
-            let self_plain = self_t.is_none().then(|| self.value_ref());
-            let other_plain = other_t.is_none().then(|| other.value_ref());
-            let (a, ta) = match (&self_t, &self_plain) {
-                (Some((t, ta)), _) => (&**t, *ta),
-                (None, Some(plain)) => (&**plain, transpose_self),
-                (None, None) => unreachable!("the left operand is read one way or the other"),
+            let (self_plain, other_plain);
+            let (a, ta) = match &self_t {
+                Some((t, ta)) => (&**t, *ta),
+                None => {
+                    self_plain = self.value_ref();
+                    (&*self_plain, transpose_self)
+                }
             };
-            let (b, tb) = match (&other_t, &other_plain) {
-                (Some(t), _) => (&**t, false),
-                (None, Some(plain)) => (&**plain, transpose_other),
-                (None, None) => unreachable!("the right operand is read one way or the other"),
+            let (b, tb) = match &other_t {
+                Some(t) => (&**t, false),
+                None => {
+                    other_plain = other.value_ref();
+                    (&*other_plain, transpose_other)
+                }
             };
             gemm(a, ta, b, tb)
         };
