@@ -4,7 +4,6 @@
 //! Derivative: concatenation is linear; the VJP hands each input the block of `G` where it
 //! was placed (a `slice`, whose own VJP is `pad`).
 
-use super::slice::copy_block;
 use crate::tape::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 
@@ -64,18 +63,23 @@ fn concat<'t, T: Scalar>(parts: &[Var<'t, T>], vertical: bool) -> Var<'t, T> {
         } else {
             (r0, v.iter().map(|m| m.ncols()).sum())
         };
-        let mut out = DMatrix::zeros(rows, cols);
-        let mut offset = 0;
-        for m in v {
-            if vertical {
-                copy_block(&mut out, offset, 0, m);
-                offset += m.nrows();
-            } else {
-                copy_block(&mut out, 0, offset, m);
-                offset += m.ncols();
+        // Column-major storage: column j of a vertical stack is column j of every part in
+        // turn; a horizontal stack is the parts' storage in turn. Written once, never zeroed
+        // first (zeroing took 2% of a meta-step).
+        let mut data = Vec::with_capacity(rows * cols);
+        if vertical {
+            for j in 0..cols {
+                for m in v {
+                    let r = m.nrows();
+                    data.extend_from_slice(&m.as_slice()[j * r..(j + 1) * r]);
+                }
+            }
+        } else {
+            for m in v {
+                data.extend_from_slice(m.as_slice());
             }
         }
-        out
+        DMatrix::from_vec(rows, cols, data)
     })
 }
 
