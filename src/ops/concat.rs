@@ -123,6 +123,23 @@ mod tests {
     }
 
     #[test]
+    fn concat_places_every_part_where_a_block_matrix_has_it() {
+        use nalgebra::dmatrix;
+        let tape = crate::tape::Tape::<f64>::new();
+        let a = tape.constant(dmatrix![1.0, 2.0, 3.0; 4.0, 5.0, 6.0]);
+        let b = tape.constant(dmatrix![7.0, 8.0, 9.0]);
+        let c = tape.constant(dmatrix![10.0; 11.0]);
+        assert_eq!(
+            Var::concat_rows(&[a, b, a]).value(),
+            dmatrix![1.0, 2.0, 3.0; 4.0, 5.0, 6.0; 7.0, 8.0, 9.0; 1.0, 2.0, 3.0; 4.0, 5.0, 6.0]
+        );
+        assert_eq!(
+            Var::concat_cols(&[c, a, c]).value(),
+            dmatrix![10.0, 1.0, 2.0, 3.0, 10.0; 11.0, 4.0, 5.0, 6.0, 11.0]
+        );
+    }
+
+    #[test]
     #[should_panic(expected = "concat_cols: shape mismatch, first part is 2 x 1, another is 3 x 1")]
     fn concat_names_shapes() {
         let tape = crate::tape::Tape::<f64>::new();
