@@ -219,6 +219,10 @@ unsafe fn dot_outputs<T: Scalar, const M: usize, const N: usize>(
             // vector instructions; through the strides below it keeps them scalar (8% of the
             // LSTM's meta-training).
             while kk < full {
+                // The slices below are sound: with unit strides along k, entries kk..kk + LANES
+                // of row i of A (and of column j of B) are consecutive elements, all within k
+                // (kk + LANES <= full <= k), so inside what the caller vouches for; nothing
+                // writes to A or B while they are borrowed.
                 for (i, row) in acc.iter_mut().enumerate() {
                     let x = std::slice::from_raw_parts(a.add(i * sia + kk), LANES);
                     for (j, lanes) in row.iter_mut().enumerate() {
