@@ -20,6 +20,7 @@ use convergent_l2o::tape::Tape;
 use nalgebra::DMatrix;
 use rand::{rngs::StdRng, SeedableRng};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mnist-10k");
@@ -108,6 +109,26 @@ fn gathered_minibatches_hold_the_chosen_samples_and_labels() {
     assert!(Batches::gathered(&samples, &all.labels, &[0, split.len()], 1).is_err());
     assert!(Batches::gathered(&samples, &all.labels, &[0, 1], 3).is_err());
     assert!(Batches::gathered(&samples, &all.labels, &[0, 1], 0).is_err());
+
+    // Read in place, the same minibatches: on a tape (never copied), formed on request, and
+    // refused for the same bad input.
+    let shared = Arc::new(samples);
+    let in_place = Batches::gathered_shared(Arc::clone(&shared), &all.labels, &indices, 3).unwrap();
+    assert_eq!((in_place.len(), in_place.batch_size()), (2, 3));
+    assert_eq!(in_place.num_features(), batches.num_features());
+    let tape = Tape::<f32>::new();
+    for k in 0..batches.len() {
+        let ((x, y), (x_in_place, y_in_place)) =
+            (batches.on_tape(&tape, k), in_place.on_tape(&tape, k));
+        assert_eq!(x_in_place.shape(), x.shape());
+        assert_eq!(x_in_place.value(), x.value());
+        assert_eq!(y_in_place.value(), y.value());
+        assert_eq!(in_place.images_transposed(k), batches.images_transposed(k));
+    }
+    let bad = |indices: &[usize], size| {
+        Batches::gathered_shared(Arc::clone(&shared), &all.labels, indices, size).is_err()
+    };
+    assert!(bad(&[0, split.len()], 1) && bad(&[0, 1], 3) && bad(&[0, 1], 0));
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! strided by a column: about a third slower from memory even with its prefetch, three to four
 //! times slower without (measured at 128 x 784 x 10 in f32).
 
+use super::columns::Columns;
 use super::simd::{simd_type, Simd, SimdType};
 use crate::tape::Scalar;
 
@@ -35,16 +36,18 @@ macro_rules! dot_kernel {
         unsafe fn $block<const R: usize, const G: usize>(
             k: usize,
             a: *const $t,
-            lda: usize,
+            step: isize,
             b: *const $t,
             ldb: usize,
             c: *mut $t,
             ldc: usize,
             next_block: *const $t,
+            next_step: isize,
         ) {
-            // SAFETY: the caller guarantees `$feature` on this CPU, k valid elements in each of
-            // the R columns of `a` and G of `b`, and a valid R x G block of `c` aliasing neither;
-            // `next_block` only feeds prefetches, which never fault.
+            // SAFETY: the caller guarantees `$feature` on this CPU, k valid elements at each of
+            // the R column starts `a + r step` and in each of the G columns of `b`, and a valid
+            // R x G block of `c` aliasing neither; `next_block + r next_step` only feeds
+            // prefetches, which never fault.
             unsafe {
                 const L: usize = $lanes;
                 let mut acc = [[$zero(); G]; R];
@@ -52,11 +55,12 @@ macro_rules! dot_kernel {
                 while kk + L <= k {
                     for r in 0..R {
                         // The next block's columns, at the same offset: one prefetch a vector.
-                        _mm_prefetch::<_MM_HINT_T0>(next_block.add(r * lda + kk) as *const i8);
+                        let ahead = next_block.wrapping_offset(r as isize * next_step);
+                        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(kk) as *const i8);
                     }
                     let mut x = [$zero(); R];
                     for (r, xr) in x.iter_mut().enumerate() {
-                        *xr = $load(a.add(r * lda + kk));
+                        *xr = $load(a.offset(r as isize * step).add(kk));
                     }
                     for j in 0..G {
                         let y = $load(b.add(j * ldb + kk));
@@ -72,7 +76,8 @@ macro_rules! dot_kernel {
                         $store(lanes.as_mut_ptr(), acc[r][j]);
                         let mut sum = lanes.iter().fold(0.0 as $t, |s, &v| s + v);
                         for t in kk..k {
-                            sum = (*a.add(r * lda + t)).mul_add(*b.add(j * ldb + t), sum);
+                            let column = a.offset(r as isize * step);
+                            sum = (*column.add(t)).mul_add(*b.add(j * ldb + t), sum);
                         }
                         *c.add(j * ldc + r) = sum;
                     }
@@ -86,8 +91,7 @@ macro_rules! dot_kernel {
             m: usize,
             k: usize,
             n: usize,
-            a: *const $t,
-            lda: usize,
+            a: Columns<'_, $t>,
             b: *const $t,
             ldb: usize,
             c: *mut $t,
@@ -101,34 +105,52 @@ macro_rules! dot_kernel {
                 let mut i = 0;
                 while i < m {
                     let rows = if m - i >= R { R } else { 1 };
-                    let ai = a.add(i * lda);
-                    // Past the last block the prefetch re-reads this one (harmless, in bounds).
-                    let next = if i + rows + rows <= m {
-                        a.add((i + rows) * lda)
+                    // This block's first column and the step to each next one (the columns of
+                    // a block of two picked by index lie anywhere); the same for the next
+                    // block, whose prefetches past the last block re-read this one (harmless,
+                    // in bounds).
+                    let start = |first: usize| {
+                        let column = a.at(first);
+                        let step = if rows > 1 {
+                            (a.at(first + 1) as isize - column as isize)
+                                / std::mem::size_of::<$t>() as isize
+                        } else {
+                            0
+                        };
+                        (column, step)
+                    };
+                    let (ai, step) = start(i);
+                    let (next, next_step) = if i + rows + rows <= m {
+                        start(i + rows)
                     } else {
-                        ai
+                        (ai, step)
                     };
                     let mut j = 0;
                     while j < n {
                         let width = $group.min(n - j);
                         let (bj, cij) = (b.add(j * ldb), c.add(j * ldc + i));
                         macro_rules! go {
-                            ($r:expr) => {
-                                match width {
-                                    1 => $block::<$r, 1>(k, ai, lda, bj, ldb, cij, ldc, next),
-                                    2 => $block::<$r, 2>(k, ai, lda, bj, ldb, cij, ldc, next),
-                                    3 => $block::<$r, 3>(k, ai, lda, bj, ldb, cij, ldc, next),
-                                    4 => $block::<$r, 4>(k, ai, lda, bj, ldb, cij, ldc, next),
-                                    5 => $block::<$r, 5>(k, ai, lda, bj, ldb, cij, ldc, next),
-                                    6 => $block::<$r, 6>(k, ai, lda, bj, ldb, cij, ldc, next),
-                                    7 => $block::<$r, 7>(k, ai, lda, bj, ldb, cij, ldc, next),
-                                    8 => $block::<$r, 8>(k, ai, lda, bj, ldb, cij, ldc, next),
-                                    9 => $block::<$r, 9>(k, ai, lda, bj, ldb, cij, ldc, next),
-                                    _ => {
-                                        $block::<$r, MAX_GROUP>(k, ai, lda, bj, ldb, cij, ldc, next)
-                                    }
+                            ($r:expr) => {{
+                                macro_rules! block {
+                                    ($g:expr) => {
+                                        $block::<$r, $g>(
+                                            k, ai, step, bj, ldb, cij, ldc, next, next_step,
+                                        )
+                                    };
                                 }
-                            };
+                                match width {
+                                    1 => block!(1),
+                                    2 => block!(2),
+                                    3 => block!(3),
+                                    4 => block!(4),
+                                    5 => block!(5),
+                                    6 => block!(6),
+                                    7 => block!(7),
+                                    8 => block!(8),
+                                    9 => block!(9),
+                                    _ => block!(MAX_GROUP),
+                                }
+                            }};
                         }
                         if rows == R {
                             go!(R)
@@ -146,7 +168,7 @@ macro_rules! dot_kernel {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::MAX_GROUP;
+    use super::{Columns, MAX_GROUP};
     use std::arch::x86_64::*;
 
     // AVX2 has 16 vector registers: 2 x 5 accumulators, 2 columns of A and one of B.
@@ -219,8 +241,7 @@ macro_rules! entry {
             m: usize,
             k: usize,
             n: usize,
-            a: *const $t,
-            lda: usize,
+            a: Columns<'_, $t>,
             b: *const $t,
             ldb: usize,
             c: *mut $t,
@@ -229,10 +250,10 @@ macro_rules! entry {
             by_isa!(
                 // SAFETY: `by_isa!` runs this only when the CPU has AVX-512; the caller
                 // guarantees the extents.
-                unsafe { x86::$avx512(m, k, n, a, lda, b, ldb, c, ldc) },
+                unsafe { x86::$avx512(m, k, n, a, b, ldb, c, ldc) },
                 // SAFETY: `by_isa!` runs this only when the CPU has AVX2 and FMA; the caller
                 // guarantees the extents.
-                unsafe { x86::$avx2(m, k, n, a, lda, b, ldb, c, ldc) }
+                unsafe { x86::$avx2(m, k, n, a, b, ldb, c, ldc) }
             )
         }
     };
@@ -241,21 +262,20 @@ macro_rules! entry {
 entry!(kernel_f32, f32, f32_avx512, f32_avx2);
 entry!(kernel_f64, f64, f64_avx512, f64_avx2);
 
-/// `C = Aᵀ B` for column-major `A` (k x m, column stride `lda`) and `B` (k x n, column stride
+/// `C = Aᵀ B` for column-major `A` (k x m, its columns `a`) and `B` (k x n, column stride
 /// `ldb`), `n <= DOT_MAX_COLUMNS`, writing the column-major m x n `C` (column stride `m`).
 /// Returns false, having written nothing, when no SIMD kernel runs on this CPU or `T` is
 /// neither `f32` nor `f64`; the caller then uses general gemm.
 ///
 /// # Safety
-/// `a` must address `lda * (m - 1) + k` valid elements, `b` `ldb * (n - 1) + k`, and `c` must
-/// hold `m * n` elements that alias neither.
+/// Each of the `m` columns of `a` must hold `k` valid elements, `b` must address `ldb * (n - 1)
+/// + k`, and `c` must hold `m * n` elements that alias neither.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn gemm_dot<T: Scalar>(
     m: usize,
     k: usize,
     n: usize,
-    a: *const T,
-    lda: usize,
+    a: Columns<'_, T>,
     b: *const T,
     ldb: usize,
     c: *mut T,
@@ -265,12 +285,12 @@ pub(super) unsafe fn gemm_dot<T: Scalar>(
         SimdType::F32 => {
             // SAFETY: `T` is `f32` (equal type ids), so the casts only rename the pointee type;
             // the caller guarantees the extents, which are the kernel's contract with ldc = m.
-            unsafe { f32::dot_kernel(m, k, n, a.cast(), lda, b.cast(), ldb, c.cast(), m) }
+            unsafe { f32::dot_kernel(m, k, n, a.cast(), b.cast(), ldb, c.cast(), m) }
         }
         SimdType::F64 => {
             // SAFETY: `T` is `f64` (equal type ids), so the casts only rename the pointee type;
             // the caller guarantees the extents, which are the kernel's contract with ldc = m.
-            unsafe { f64::dot_kernel(m, k, n, a.cast(), lda, b.cast(), ldb, c.cast(), m) }
+            unsafe { f64::dot_kernel(m, k, n, a.cast(), b.cast(), ldb, c.cast(), m) }
         }
         SimdType::Other => false,
     }

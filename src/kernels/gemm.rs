@@ -5,23 +5,28 @@
 //! transposes otherwise (nalgebra's `tr_mul` is 4-5x slower at these sizes, and its own
 //! small-matrix fallback mis-reads strided views).
 
+use super::columns::Columns;
 use super::dots::{gemm_dot, DOT_MAX_COLUMNS, DOT_MIN_INNER};
 use super::simd::{simd_type, Simd, SimdType};
 use super::skinny::{gemm_skinny, MAX_COLUMNS};
 use super::small::gemm_small;
-use crate::tape::Scalar;
+use crate::tape::{Scalar, StoredTranspose};
 use nalgebra::DMatrix;
 
 /// A borrowed column-major matrix: `data[i + j * rows]` is entry (i, j). A flat parameter
-/// vector read as a matrix without copying it, or a `DMatrix`.
+/// vector read as a matrix without copying it, or a `DMatrix`; or, made by
+/// [`DenseRef::gathered`], columns of a larger matrix picked by index (a minibatch drawn from
+/// a split stored one sample per column), read in place.
 ///
-/// `data` holds exactly `rows * cols` entries (both constructors ensure it), which the
-/// kernels rely on.
+/// Without an index, `data` holds exactly `rows * cols` entries; with one, `cols` is the
+/// index's length and every index is a column of `data` (the constructors ensure both), which
+/// the kernels rely on.
 #[derive(Clone, Copy)]
 pub(crate) struct DenseRef<'a, T> {
     data: &'a [T],
     rows: usize,
     cols: usize,
+    index: Option<&'a [usize]>,
 }
 
 impl<'a, T> DenseRef<'a, T> {
@@ -33,6 +38,34 @@ impl<'a, T> DenseRef<'a, T> {
             data: &data[..rows * cols],
             rows,
             cols,
+            index: None,
+        }
+    }
+
+    /// Columns `index[0], index[1], ...` of the column-major `data` of `rows` rows, in that
+    /// order, as a `rows x index.len()` matrix.
+    ///
+    /// Panics if an index is not a column of `data`.
+    pub fn gathered(data: &'a [T], rows: usize, index: &'a [usize]) -> Self {
+        // Columns of no rows hold nothing to read, whatever the index.
+        if let Some(columns) = data.len().checked_div(rows) {
+            if let Some(&bad) = index.iter().find(|&&j| j >= columns) {
+                panic!("DenseRef::gathered: column {bad} of a matrix of {columns} columns");
+            }
+        }
+        DenseRef {
+            data,
+            rows,
+            cols: index.len(),
+            index: Some(index),
+        }
+    }
+
+    /// The columns as the SIMD kernels read them.
+    fn columns(&self) -> Columns<'a, T> {
+        match self.index {
+            Some(index) => Columns::gathered(self.data, self.rows, index),
+            None => Columns::strided(self.data, self.rows),
         }
     }
 
@@ -61,7 +94,33 @@ impl<'a, T: Scalar> From<&'a DMatrix<T>> for DenseRef<'a, T> {
             data: m.as_slice(),
             rows: m.nrows(),
             cols: m.ncols(),
+            index: None,
         }
+    }
+}
+
+impl<'a, T: Scalar> From<&'a StoredTranspose<T>> for DenseRef<'a, T> {
+    /// The transpose a constant keeps, read in place (a gathered one too).
+    fn from(t: &'a StoredTranspose<T>) -> Self {
+        match t {
+            StoredTranspose::Whole(m) => DenseRef::from(&**m),
+            StoredTranspose::Columns { source, index } => {
+                DenseRef::gathered(source.as_slice(), source.nrows(), index)
+            }
+        }
+    }
+}
+
+impl<T: Scalar> DenseRef<'_, T> {
+    /// A gathered matrix's entries, copied into contiguous columns (`None` for a plain one),
+    /// for the products that read through strides.
+    fn gather(&self) -> Option<Vec<T>> {
+        let index = self.index?;
+        let mut out = Vec::with_capacity(self.rows * index.len());
+        for &j in index {
+            out.extend_from_slice(&self.data[j * self.rows..(j + 1) * self.rows]);
+        }
+        Some(out)
     }
 }
 
@@ -145,21 +204,35 @@ unsafe fn gemm_write<T: Scalar>(
         }
         return;
     }
+    if let Some(b_data) = b.gather() {
+        // Only the left operand is read in place: a gathered right one is copied first.
+        let b = DenseRef::new(&b_data, b.rows, b.cols);
+        // SAFETY: the same product on a copy of `b`, with the caller's `c`.
+        return unsafe { gemm_write(a, ta, b, tb, c) };
+    }
     if ta && !tb && bc <= DOT_MAX_COLUMNS && ac >= DOT_MIN_INNER {
-        // SAFETY: `a` (ac x ar) and `b` (ac x bc) are contiguous column-major matrices and `c`
-        // holds ar x bc entries that alias neither; the dot kernel writes every entry.
-        if unsafe { gemm_dot(ar, ac, bc, a.data.as_ptr(), ac, b.data.as_ptr(), ac, c) } {
+        // SAFETY: `a` (ac x ar) has ar columns of ac entries each, `b` (ac x bc) is a contiguous
+        // column-major matrix, and `c` holds ar x bc entries that alias neither; the dot kernel
+        // writes every entry.
+        if unsafe { gemm_dot(ar, ac, bc, a.columns(), b.data.as_ptr(), ac, c) } {
             return;
         }
     }
     if !ta && bc <= 2 * MAX_COLUMNS && ar >= 16 {
         let (skb, sjb) = b.strides(tb);
         let b_at = |kk: usize, j: usize| b.data[kk * skb + j * sjb];
-        // SAFETY: `a` is a contiguous ar x ac column-major matrix and `c` holds ar x bc entries;
-        // the column kernel writes every entry.
-        if unsafe { gemm_skinny(ar, ac, bc, a.data.as_ptr(), ar, b_at, c) } {
+        // SAFETY: `a` (ar x ac) has ac columns of ar entries each and `c` holds ar x bc
+        // entries; the column kernel writes every entry.
+        if unsafe { gemm_skinny(ar, ac, bc, a.columns(), b_at, c) } {
             return;
         }
+    }
+    if let Some(a_data) = a.gather() {
+        // The strided products below read a contiguous copy: the same entries, so the same
+        // sums as on a matrix gathered beforehand.
+        let a = DenseRef::new(&a_data, a.rows, a.cols);
+        // SAFETY: the same product on a copy of `a`, with the caller's `c`.
+        return unsafe { gemm_write(a, ta, b, tb, c) };
     }
     let (sa, sb) = (a.strides(ta), b.strides(tb));
     // SAFETY: the strides address exactly the entries of `a` and `b`, whose shapes the caller
@@ -321,5 +394,117 @@ mod tests {
         }
         check::<f64>(|v| v);
         check::<f32>(|v| v as f32);
+    }
+
+    /// The column kernel sums every entry over the inner index in increasing order, in passes
+    /// of its columns or not: its outputs are the bits of a plain running `mul_add`, for inner
+    /// dimensions below, at and past a pass and row counts with vector and scalar tails.
+    #[test]
+    fn the_column_kernel_sums_in_order_across_passes() {
+        fn check<T: Scalar>(to: impl Fn(f64) -> T) {
+            for &(m, k, n) in &[
+                (40, 1, 3),
+                (47, 31, 10),
+                (128, 32, 12),
+                (33, 33, 1),
+                (64, 100, 15),
+            ] {
+                let a: Vec<T> = (0..m * k).map(|v| to((v as f64 * 0.37).sin())).collect();
+                let b: Vec<T> = (0..k * n).map(|v| to((v as f64 * 0.53).cos())).collect();
+                let mut c = Vec::new();
+                gemm_append(
+                    DenseRef::new(&a, m, k),
+                    false,
+                    DenseRef::new(&b, k, n),
+                    false,
+                    &mut c,
+                );
+                for j in 0..n {
+                    for i in 0..m {
+                        let sum =
+                            (0..k).fold(T::zero(), |s, kk| a[i + kk * m].mul_add(b[kk + j * k], s));
+                        assert_eq!(
+                            c[i + j * m].as_f64().to_bits(),
+                            sum.as_f64().to_bits(),
+                            "{m}x{k}x{n} entry ({i}, {j})"
+                        );
+                    }
+                }
+            }
+        }
+        check::<f64>(|v| v);
+        check::<f32>(|v| v as f32);
+    }
+
+    /// Columns read in place by index give the bits of the same columns copied out first, on
+    /// either side of a product and for every kernel (dot, column, small, general), in f32 and
+    /// f64; an index may repeat a column and go in any order.
+    #[test]
+    fn gathered_operands_give_the_bits_of_their_copies() {
+        fn check<T: Scalar>(to: impl Fn(f64) -> T) {
+            let shapes = [
+                (128, 40, 10),
+                (40, 128, 10),
+                (3, 200, 1),
+                (30, 30, 30),
+                (2, 3, 2),
+            ];
+            for &(m, k, n) in &shapes {
+                for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                    let (ar, ac) = if ta { (k, m) } else { (m, k) };
+                    let (br, bc) = if tb { (n, k) } else { (k, n) };
+                    // Sources of more columns than picked; the picks run backwards and repeat.
+                    let source = |rows: usize, cols: usize, w: f64| -> Vec<T> {
+                        (0..rows * (cols + 3))
+                            .map(|v| to((v as f64 * w).sin()))
+                            .collect()
+                    };
+                    let picks = |cols: usize| -> Vec<usize> {
+                        (0..cols)
+                            .map(|j| if j % 4 == 3 { 1 } else { cols + 2 - j })
+                            .collect()
+                    };
+                    let (a_src, b_src) = (source(ar, ac, 0.37), source(br, bc, 0.53));
+                    let (a_idx, b_idx) = (picks(ac), picks(bc));
+                    let copy = |src: &[T], rows: usize, idx: &[usize]| -> Vec<T> {
+                        idx.iter()
+                            .flat_map(|&j| src[j * rows..(j + 1) * rows].to_vec())
+                            .collect()
+                    };
+                    let (a_copy, b_copy) = (copy(&a_src, ar, &a_idx), copy(&b_src, br, &b_idx));
+                    let mut copied = Vec::new();
+                    gemm_append(
+                        DenseRef::new(&a_copy, ar, ac),
+                        ta,
+                        DenseRef::new(&b_copy, br, bc),
+                        tb,
+                        &mut copied,
+                    );
+                    let mut in_place = Vec::new();
+                    gemm_append(
+                        DenseRef::gathered(&a_src, ar, &a_idx),
+                        ta,
+                        DenseRef::gathered(&b_src, br, &b_idx),
+                        tb,
+                        &mut in_place,
+                    );
+                    let bits = |v: &[T]| v.iter().map(|x| x.as_f64().to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&in_place),
+                        bits(&copied),
+                        "{m}x{k}x{n} ta={ta} tb={tb}"
+                    );
+                }
+            }
+        }
+        check::<f64>(|v| v);
+        check::<f32>(|v| v as f32);
+    }
+
+    #[test]
+    #[should_panic(expected = "column 5 of a matrix of 5 columns")]
+    fn a_gathered_column_past_the_end_is_refused() {
+        let data = [0.0f64; 10];
+        let _ = DenseRef::gathered(&data, 2, &[0, 5]);
     }
 }

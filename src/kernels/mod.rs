@@ -9,6 +9,7 @@
 
 #[macro_use]
 mod isa;
+mod columns;
 mod dots;
 mod gemm;
 mod reduce;
@@ -16,6 +17,7 @@ mod simd;
 mod skinny;
 mod small;
 
+pub use columns::Columns;
 pub(crate) use dots::{DOT_MAX_COLUMNS, DOT_MIN_INNER};
 pub(crate) use gemm::{gemm_append, gemm_into, DenseRef};
 pub use reduce::{dot, norm_squared_f64};

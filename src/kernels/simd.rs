@@ -1,6 +1,7 @@
 //! The element types with SIMD and `matrixmultiply` kernels, and how generic code finds out
 //! whether its scalar type is one of them.
 
+use super::columns::Columns;
 use crate::tape::Scalar;
 use std::any::TypeId;
 
@@ -35,39 +36,37 @@ pub trait Simd: Scalar + sealed::Sealed {
         c_strides: (isize, isize),
     );
 
-    /// The column kernel: `c (m x n, column stride ldc) = a bp` for a column-major `a` (column
-    /// stride lda) and `bp` packed row-major with `n <= 12` columns; false, writing nothing,
+    /// The column kernel: `c (m x n, column stride ldc) = a bp` for a column-major `a` (its k
+    /// columns) and `bp` packed row-major with `n <= 12` columns; false, writing nothing,
     /// when this CPU has no SIMD kernel.
     ///
     /// # Safety
-    /// `a` must address `lda * (k - 1) + m` valid elements, `bp` `k * n`, `c` `ldc * (n - 1)
-    /// + m`, and `c` must not alias `a` or `bp`.
+    /// Each column of `a` must hold `m` valid elements, `bp` `k * n`, `c` `ldc * (n - 1) + m`,
+    /// and `c` must not alias `a` or `bp`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn skinny_kernel(
         m: usize,
         k: usize,
         n: usize,
-        a: *const Self,
-        lda: usize,
+        a: Columns<'_, Self>,
         bp: *const Self,
         c: *mut Self,
         ldc: usize,
     ) -> bool;
 
-    /// The dot kernel: `c (m x n, column stride ldc) = aᵀ b` with `a` k x m and `b` k x n
-    /// column-major (column strides lda, ldb); false, writing nothing, when this CPU has no
-    /// SIMD kernel.
+    /// The dot kernel: `c (m x n, column stride ldc) = aᵀ b` with `a` k x m (its m columns)
+    /// and `b` k x n column-major (column stride ldb); false, writing nothing, when this CPU
+    /// has no SIMD kernel.
     ///
     /// # Safety
-    /// `a` must address `lda * (m - 1) + k` valid elements, `b` `ldb * (n - 1) + k`, `c`
-    /// `ldc * (n - 1) + m`, and `c` must alias neither.
+    /// Each column of `a` must hold `k` valid elements, `b` must address `ldb * (n - 1) + k`,
+    /// `c` `ldc * (n - 1) + m`, and `c` must alias neither.
     #[allow(clippy::too_many_arguments)]
     unsafe fn dot_kernel(
         m: usize,
         k: usize,
         n: usize,
-        a: *const Self,
-        lda: usize,
+        a: Columns<'_, Self>,
         b: *const Self,
         ldb: usize,
         c: *mut Self,
@@ -98,29 +97,27 @@ macro_rules! impl_simd {
                 m: usize,
                 k: usize,
                 n: usize,
-                a: *const Self,
-                lda: usize,
+                a: Columns<'_, Self>,
                 bp: *const Self,
                 c: *mut Self,
                 ldc: usize,
             ) -> bool {
                 // SAFETY: the caller's contract is the kernel's.
-                unsafe { $skinny(m, k, n, a, lda, bp, c, ldc) }
+                unsafe { $skinny(m, k, n, a, bp, c, ldc) }
             }
 
             unsafe fn dot_kernel(
                 m: usize,
                 k: usize,
                 n: usize,
-                a: *const Self,
-                lda: usize,
+                a: Columns<'_, Self>,
                 b: *const Self,
                 ldb: usize,
                 c: *mut Self,
                 ldc: usize,
             ) -> bool {
                 // SAFETY: the caller's contract is the kernel's.
-                unsafe { $dot(m, k, n, a, lda, b, ldb, c, ldc) }
+                unsafe { $dot(m, k, n, a, b, ldb, c, ldc) }
             }
         }
     };

@@ -57,7 +57,11 @@ impl<T: Scalar> Op<T> for MatMulOp {
 /// assert_eq!(gemm(&a, true, &a, false), a.transpose() * &a);
 /// ```
 pub fn gemm<T: Scalar>(a: &DMatrix<T>, ta: bool, b: &DMatrix<T>, tb: bool) -> DMatrix<T> {
-    let (a, b) = (DenseRef::from(a), DenseRef::from(b));
+    gemm_refs(DenseRef::from(a), ta, DenseRef::from(b), tb)
+}
+
+/// [`gemm`] on borrowed (possibly gathered) operands.
+fn gemm_refs<T: Scalar>(a: DenseRef<'_, T>, ta: bool, b: DenseRef<'_, T>, tb: bool) -> DMatrix<T> {
     let (rows, cols) = (a.op_shape(ta).0, b.op_shape(tb).1);
     let mut c = Vec::new();
     gemm_append(a, ta, b, tb, &mut c);
@@ -92,20 +96,20 @@ impl<'t, T: Scalar> Var<'t, T> {
         let value = {
             let (self_plain, other_plain);
             let (a, ta) = match &self_t {
-                Some((t, ta)) => (&**t, *ta),
+                Some((t, ta)) => (DenseRef::from(t), *ta),
                 None => {
                     self_plain = self.value_ref();
-                    (&*self_plain, transpose_self)
+                    (DenseRef::from(&*self_plain), transpose_self)
                 }
             };
             let (b, tb) = match &other_t {
-                Some(t) => (&**t, false),
+                Some(t) => (DenseRef::from(t), false),
                 None => {
                     other_plain = other.value_ref();
-                    (&*other_plain, transpose_other)
+                    (DenseRef::from(&*other_plain), transpose_other)
                 }
             };
-            gemm(a, ta, b, tb)
+            gemm_refs(a, ta, b, tb)
         };
         self.tape().record(op, &[self, other], value)
     }

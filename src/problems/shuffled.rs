@@ -132,7 +132,13 @@ impl<T: Scalar> ProblemFamily<T> for ShuffledClassifiers<T> {
     fn sample(&self, draw: Draw, rng: &mut StdRng) -> Result<Sampled<T>, ProblemError> {
         let j = draw.meta_step * self.per_step + draw.index;
         let indices: Vec<usize> = self.trajectory_batches(j).concat();
-        let batches = Batches::gathered(&self.samples, &self.labels, &indices, self.batch_size)?;
+        // The minibatches read their samples in place from the shared split.
+        let batches = Batches::gathered_shared(
+            Arc::clone(&self.samples),
+            &self.labels,
+            &indices,
+            self.batch_size,
+        )?;
         let problem = Classifier::with_batches(Arc::new(batches), self.activation, 0);
         let x0 = self.initial.sample(problem.dim(), rng);
         Ok(Sampled {

@@ -7,6 +7,38 @@ use std::ops::Deref;
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// The transpose a constant keeps, shared with the caller: a whole matrix, or columns of a
+/// larger one picked by index (a minibatch drawn from a split stored one sample per column,
+/// read in place instead of copied).
+#[derive(Clone, Debug)]
+pub(crate) enum StoredTranspose<T: Scalar> {
+    Whole(Arc<DMatrix<T>>),
+    Columns {
+        source: Arc<DMatrix<T>>,
+        index: Arc<[usize]>,
+    },
+}
+
+impl<T: Scalar> StoredTranspose<T> {
+    /// The transpose's shape.
+    pub(crate) fn shape(&self) -> (usize, usize) {
+        match self {
+            StoredTranspose::Whole(t) => t.shape(),
+            StoredTranspose::Columns { source, index } => (source.nrows(), index.len()),
+        }
+    }
+
+    /// The matrix whose transpose this is, formed.
+    fn untransposed(&self) -> DMatrix<T> {
+        match self {
+            StoredTranspose::Whole(t) => t.transpose(),
+            StoredTranspose::Columns { source, index } => {
+                DMatrix::from_fn(index.len(), source.nrows(), |r, c| source[(c, index[r])])
+            }
+        }
+    }
+}
+
 /// A node's matrix: owned, or shared with the caller so that large constant data (a dataset's
 /// minibatches, reused by many steps and trajectories) is neither copied nor held twice.
 /// A shared matrix may carry its transpose, so that products reading it transposed stream
@@ -16,7 +48,7 @@ pub(crate) enum Value<T: Scalar> {
     Owned(DMatrix<T>),
     Shared(Arc<DMatrix<T>>, Option<Arc<DMatrix<T>>>),
     /// The transpose, and the matrix itself once something reads it.
-    Transposed(Arc<DMatrix<T>>, OnceCell<DMatrix<T>>),
+    Transposed(StoredTranspose<T>, OnceCell<DMatrix<T>>),
 }
 
 impl<T: Scalar> Value<T> {
@@ -25,15 +57,15 @@ impl<T: Scalar> Value<T> {
         match std::mem::replace(self, Value::Owned(DMatrix::zeros(0, 0))) {
             Value::Owned(m) => m,
             Value::Shared(m, _) => Arc::unwrap_or_clone(m),
-            Value::Transposed(t, plain) => plain.into_inner().unwrap_or_else(|| t.transpose()),
+            Value::Transposed(t, plain) => plain.into_inner().unwrap_or_else(|| t.untransposed()),
         }
     }
 
     /// The stored transpose of a shared matrix, if any.
-    pub(crate) fn transpose(&self) -> Option<&Arc<DMatrix<T>>> {
+    pub(crate) fn transpose(&self) -> Option<StoredTranspose<T>> {
         match self {
-            Value::Shared(_, t) => t.as_ref(),
-            Value::Transposed(t, _) => Some(t),
+            Value::Shared(_, t) => t.clone().map(StoredTranspose::Whole),
+            Value::Transposed(t, _) => Some(t.clone()),
             Value::Owned(_) => None,
         }
     }
@@ -41,7 +73,10 @@ impl<T: Scalar> Value<T> {
     /// The shape, without forming a matrix known only by its transpose.
     pub(crate) fn shape(&self) -> (usize, usize) {
         match self {
-            Value::Transposed(t, _) => (t.ncols(), t.nrows()),
+            Value::Transposed(t, _) => {
+                let (rows, cols) = t.shape();
+                (cols, rows)
+            }
             other => (**other).shape(),
         }
     }
@@ -53,7 +88,7 @@ impl<T: Scalar> Deref for Value<T> {
         match self {
             Value::Owned(m) => m,
             Value::Shared(m, _) => m,
-            Value::Transposed(t, plain) => plain.get_or_init(|| t.transpose()),
+            Value::Transposed(t, plain) => plain.get_or_init(|| t.untransposed()),
         }
     }
 }
@@ -182,7 +217,45 @@ impl<T: Scalar> Tape<T> {
     /// assert_eq!(data.value(), x_t.transpose());
     /// ```
     pub fn constant_transposed(&self, transpose: Arc<DMatrix<T>>) -> Var<'_, T> {
-        self.push_with(Value::Transposed(transpose, OnceCell::new()), false)
+        self.push_with(
+            Value::Transposed(StoredTranspose::Whole(transpose), OnceCell::new()),
+            false,
+        )
+    }
+
+    /// [`Tape::constant_transposed`] for the transpose made of columns `index` of `source`,
+    /// in that order, read in place: a minibatch drawn from a split stored one sample per
+    /// column costs no copy. The products that read it transposed give the same bits as on
+    /// the columns copied out first.
+    ///
+    /// Panics if an index is not a column of `source`.
+    ///
+    /// ```
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::DMatrix;
+    /// use std::sync::Arc;
+    ///
+    /// let split = DMatrix::from_fn(3, 40, |i, j| (i * 40 + j) as f64); // 40 samples as columns
+    /// let picked = [7, 2, 31];
+    /// let tape = Tape::<f64>::new();
+    /// let data = tape.constant_gathered(Arc::new(split.clone()), Arc::from(&picked[..]));
+    /// assert_eq!(data.shape(), (3, 3));
+    /// let rows = tape.constant(split.select_columns(&picked).transpose());
+    /// let p = tape.param(DMatrix::from_element(2 * 3 + 2, 1, 0.5));
+    /// assert_eq!(data.flat_linear(p).value(), rows.flat_linear(p).value());
+    /// assert_eq!(data.value(), rows.value());
+    /// ```
+    pub fn constant_gathered(&self, source: Arc<DMatrix<T>>, index: Arc<[usize]>) -> Var<'_, T> {
+        if let Some(&bad) = index.iter().find(|&&j| j >= source.ncols()) {
+            panic!(
+                "Tape::constant_gathered: column {bad} of a matrix of {} columns",
+                source.ncols()
+            );
+        }
+        self.push_with(
+            Value::Transposed(StoredTranspose::Columns { source, index }, OnceCell::new()),
+            false,
+        )
     }
 
     /// [`Tape::param`] that also keeps `valueᵀ`, for a weight products read transposed: a wide

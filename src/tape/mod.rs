@@ -12,6 +12,7 @@ mod op;
 mod scalar;
 mod var;
 
+pub(crate) use arena::StoredTranspose;
 pub use arena::{Mark, Tape};
 pub use op::Op;
 pub use scalar::Scalar;

@@ -1,5 +1,6 @@
 //! Copyable handles to values on the tape.
 
+use super::arena::StoredTranspose;
 use super::{Scalar, Tape};
 use nalgebra::DMatrix;
 use std::cell::Ref;
@@ -36,13 +37,10 @@ impl<'t, T: Scalar> Var<'t, T> {
         Ref::map(self.tape.node(self.id, self.epoch), |n| &*n.value)
     }
 
-    /// The stored transpose of a constant made by [`Tape::constant_shared_with_transpose`].
-    pub(crate) fn stored_transpose(&self) -> Option<std::sync::Arc<DMatrix<T>>> {
-        self.tape
-            .node(self.id, self.epoch)
-            .value
-            .transpose()
-            .cloned()
+    /// The stored transpose of a constant made by [`Tape::constant_shared_with_transpose`],
+    /// [`Tape::constant_transposed`] or [`Tape::constant_gathered`].
+    pub(crate) fn stored_transpose(&self) -> Option<StoredTranspose<T>> {
+        self.tape.node(self.id, self.epoch).value.transpose()
     }
 
     /// A copy of the value.

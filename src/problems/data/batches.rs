@@ -5,7 +5,7 @@ use super::{Subset, NUM_CLASSES};
 use crate::problems::ProblemError;
 use crate::tape::{Scalar, Tape, Var};
 use nalgebra::DMatrix;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The full minibatches of a [`Subset`], normalized and converted to `T` once: meta-training
 /// reads 500 minibatches per meta-step, and converting each on every read cost as much as a
@@ -28,8 +28,22 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 pub struct Batches<T: Scalar> {
     size: usize,
-    images_t: Vec<Arc<DMatrix<T>>>,
+    images_t: Vec<Images<T>>,
     one_hot: Vec<Arc<DMatrix<T>>>,
+}
+
+/// One minibatch's images, kept transposed (`features x size`).
+#[derive(Clone, Debug)]
+enum Images<T: Scalar> {
+    /// Converted into a matrix of their own.
+    Stored(Arc<DMatrix<T>>),
+    /// Columns `index` of a split shared with other minibatches, read in place; formed only
+    /// if [`Batches::images_transposed`] asks for them.
+    Picked {
+        source: Arc<DMatrix<T>>,
+        index: Arc<[usize]>,
+        formed: OnceLock<Arc<DMatrix<T>>>,
+    },
 }
 
 impl<T: Scalar> Batches<T> {
@@ -50,7 +64,7 @@ impl<T: Scalar> Batches<T> {
         let (mut images_t, mut one_hot) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for k in 0..n {
             let batch = data.batch::<T>(k * size, size);
-            images_t.push(Arc::new(batch.images.transpose()));
+            images_t.push(Images::Stored(Arc::new(batch.images.transpose())));
             one_hot.push(Arc::new(batch.one_hot));
         }
         debug_assert!(one_hot.iter().all(|m| m.ncols() == NUM_CLASSES));
@@ -64,62 +78,84 @@ impl<T: Scalar> Batches<T> {
     /// The minibatches `indices[k * size..(k + 1) * size]` of the samples stored as the columns
     /// of `samples` (`features x n`, normalized) with classes `labels`, in order (samples in any
     /// order, e.g. a shuffled epoch; a trailing partial batch is dropped); errors if `size` is 0
-    /// or larger than `indices.len()`, or an index or a label is out of range.
+    /// or larger than `indices.len()`, or an index or a label is out of range. Each minibatch
+    /// is copied out of `samples`; [`Batches::gathered_shared`] reads them in place.
     pub fn gathered(
         samples: &DMatrix<T>,
         labels: &[usize],
         indices: &[usize],
         size: usize,
     ) -> Result<Self, ProblemError> {
-        let fail = |detail: String| Err(ProblemError::new("minibatches", detail));
-        if size == 0 || size > indices.len() {
-            return fail(format!(
-                "a batch size of {size} does not fit {} samples (need 1 to {})",
-                indices.len(),
-                indices.len()
-            ));
-        }
-        let n = samples.ncols().min(labels.len());
-        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
-            return fail(format!("sample {bad} is out of range for {n} samples"));
-        }
-        if let Some(&bad) = labels.iter().find(|&&c| c >= NUM_CLASSES) {
-            return fail(format!(
-                "class {bad} is out of range (0 to {})",
-                NUM_CLASSES - 1
-            ));
-        }
-        let count = indices.len() / size;
-        let (mut images_t, mut one_hot) = (Vec::with_capacity(count), Vec::with_capacity(count));
+        check_gather(samples.ncols(), labels, indices, size)?;
         let features = samples.nrows();
         let columns = samples.as_slice();
-        for chunk in indices.chunks_exact(size) {
-            // Column `r` of the transposed batch is sample `chunk[r]`: one contiguous copy each,
-            // into memory that is written once, never zeroed first (an element-wise gather
-            // into a zeroed matrix took several times longer).
-            let mut flat = Vec::with_capacity(features * size);
-            for &i in chunk {
-                flat.extend_from_slice(&columns[i * features..(i + 1) * features]);
-            }
-            images_t.push(Arc::new(DMatrix::from_vec(features, size, flat)));
-            one_hot.push(Arc::new(DMatrix::from_fn(size, NUM_CLASSES, |r, c| {
-                if labels[chunk[r]] == c {
-                    T::one()
-                } else {
-                    T::zero()
+        let images_t = indices
+            .chunks_exact(size)
+            .map(|chunk| {
+                // Column `r` of the transposed batch is sample `chunk[r]`: one contiguous copy
+                // each, into memory that is written once, never zeroed first (an element-wise
+                // gather into a zeroed matrix took several times longer).
+                let mut flat = Vec::with_capacity(features * size);
+                for &i in chunk {
+                    flat.extend_from_slice(&columns[i * features..(i + 1) * features]);
                 }
-            })));
-        }
+                Images::Stored(Arc::new(DMatrix::from_vec(features, size, flat)))
+            })
+            .collect();
         Ok(Batches {
             size,
             images_t,
-            one_hot,
+            one_hot: one_hots(labels, indices, size),
+        })
+    }
+
+    /// [`Batches::gathered`] without copying the images: each minibatch reads its samples in
+    /// place from `samples`, shared by every minibatch and tape (a trajectory on the notebooks'
+    /// reshuffled stream gathered a whole epoch, 20 MB of MNIST, per meta-step). The products
+    /// read the same values in the same order, so they give the same bits.
+    ///
+    /// ```
+    /// use convergent_l2o::problems::data::Batches;
+    /// use nalgebra::DMatrix;
+    /// use std::sync::Arc;
+    ///
+    /// let samples = DMatrix::from_fn(4, 6, |i, j| (10 * j + i) as f32); // 6 samples as columns
+    /// let labels = [0, 1, 2, 3, 4, 5];
+    /// let order = [5, 0, 3, 1];
+    /// let copied = Batches::gathered(&samples, &labels, &order, 2).unwrap();
+    /// let shared = Batches::gathered_shared(Arc::new(samples), &labels, &order, 2).unwrap();
+    /// assert_eq!(shared.len(), 2);
+    /// assert_eq!(shared.images(1), copied.images(1));
+    /// assert_eq!(shared.one_hot(0), copied.one_hot(0));
+    /// ```
+    pub fn gathered_shared(
+        samples: Arc<DMatrix<T>>,
+        labels: &[usize],
+        indices: &[usize],
+        size: usize,
+    ) -> Result<Self, ProblemError> {
+        check_gather(samples.ncols(), labels, indices, size)?;
+        let images_t = indices
+            .chunks_exact(size)
+            .map(|chunk| Images::Picked {
+                source: Arc::clone(&samples),
+                index: Arc::from(chunk),
+                formed: OnceLock::new(),
+            })
+            .collect();
+        Ok(Batches {
+            size,
+            images_t,
+            one_hot: one_hots(labels, indices, size),
         })
     }
 
     /// Features per sample (pixels per image).
     pub fn num_features(&self) -> usize {
-        self.images_t[0].nrows()
+        match &self.images_t[0] {
+            Images::Stored(m) => m.nrows(),
+            Images::Picked { source, .. } => source.nrows(),
+        }
     }
 
     /// Number of minibatches.
@@ -145,19 +181,78 @@ impl<T: Scalar> Batches<T> {
 
     /// Minibatch `index mod len()` on `tape` as constants shared with this set, not copied:
     /// (the images, `size x features`, known by their transpose
-    /// ([`Tape::constant_transposed`]); the one-hot labels).
+    /// ([`Tape::constant_transposed`], or [`Tape::constant_gathered`] for minibatches read in
+    /// place); the one-hot labels).
     pub fn on_tape<'t>(&self, tape: &'t Tape<T>, index: usize) -> (Var<'t, T>, Var<'t, T>) {
-        let images = tape.constant_transposed(self.images_transposed(index).clone());
+        let images = match &self.images_t[index % self.len()] {
+            Images::Stored(m) => tape.constant_transposed(Arc::clone(m)),
+            Images::Picked { source, index, .. } => {
+                tape.constant_gathered(Arc::clone(source), Arc::clone(index))
+            }
+        };
         (images, tape.constant_shared(self.one_hot(index).clone()))
     }
 
-    /// The transposed images (`features x size`) of minibatch `index mod len()`.
+    /// The transposed images (`features x size`) of minibatch `index mod len()`; formed on the
+    /// first call for a minibatch read in place ([`Batches::gathered_shared`]).
     pub fn images_transposed(&self, index: usize) -> &Arc<DMatrix<T>> {
-        &self.images_t[index % self.len()]
+        match &self.images_t[index % self.len()] {
+            Images::Stored(m) => m,
+            Images::Picked {
+                source,
+                index,
+                formed,
+            } => formed.get_or_init(|| Arc::new(source.select_columns(index.iter()))),
+        }
     }
 
     /// The one-hot labels (`size x classes`) of minibatch `index mod len()`.
     pub fn one_hot(&self, index: usize) -> &Arc<DMatrix<T>> {
         &self.one_hot[index % self.len()]
     }
+}
+
+/// Checks a gather of `indices` in minibatches of `size` from `n` samples with classes
+/// `labels`.
+fn check_gather(
+    n: usize,
+    labels: &[usize],
+    indices: &[usize],
+    size: usize,
+) -> Result<(), ProblemError> {
+    let fail = |detail: String| Err(ProblemError::new("minibatches", detail));
+    if size == 0 || size > indices.len() {
+        return fail(format!(
+            "a batch size of {size} does not fit {} samples (need 1 to {})",
+            indices.len(),
+            indices.len()
+        ));
+    }
+    let n = n.min(labels.len());
+    if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
+        return fail(format!("sample {bad} is out of range for {n} samples"));
+    }
+    if let Some(&bad) = labels.iter().find(|&&c| c >= NUM_CLASSES) {
+        return fail(format!(
+            "class {bad} is out of range (0 to {})",
+            NUM_CLASSES - 1
+        ));
+    }
+    Ok(())
+}
+
+/// The one-hot labels of each full minibatch of `indices` (checked by [`check_gather`]).
+fn one_hots<T: Scalar>(labels: &[usize], indices: &[usize], size: usize) -> Vec<Arc<DMatrix<T>>> {
+    indices
+        .chunks_exact(size)
+        .map(|chunk| {
+            Arc::new(DMatrix::from_fn(size, NUM_CLASSES, |r, c| {
+                if labels[chunk[r]] == c {
+                    T::one()
+                } else {
+                    T::zero()
+                }
+            }))
+        })
+        .collect()
 }
