@@ -47,20 +47,6 @@ impl<'a, T> Columns<'a, T> {
         }
     }
 
-    /// The columns from column `first` on (none past the last).
-    pub fn skip(self, first: usize) -> Self {
-        match self.index {
-            Some(index) => Columns {
-                index: Some(&index[first.min(index.len())..]),
-                ..self
-            },
-            None => Columns {
-                base: self.base.wrapping_add(first * self.stride),
-                ..self
-            },
-        }
-    }
-
     /// The start of column `j`.
     ///
     /// # Safety

@@ -44,10 +44,10 @@ macro_rules! dot_kernel {
             next_block: *const $t,
             next_step: isize,
         ) {
-            // SAFETY: the caller guarantees `$feature` on this CPU, k valid elements at each of
-            // the R column starts `a + r step` and in each of the G columns of `b`, and a valid
-            // R x G block of `c` aliasing neither; `next_block + r next_step` only feeds
-            // prefetches, which never fault.
+            // `next_block + r next_step` only feeds prefetches, which never fault.
+            // SAFETY: the caller guarantees `$feature` on this CPU, k valid elements at each
+            // column start `a + r step` (r < R) and in each of the G columns of `b`, and a
+            // valid R x G block of `c` aliasing neither.
             unsafe {
                 const L: usize = $lanes;
                 let mut acc = [[$zero(); G]; R];

@@ -28,10 +28,10 @@ macro_rules! skinny_kernel {
             c: *mut $t,
             ldc: usize,
         ) {
-            // SAFETY: the caller guarantees `$feature` on this CPU, `m` valid elements from
-            // each of the k = a.len() column starts `a`, `k * N` at `bp`, `ldc * (N - 1) + m` at
-            // `c` aliasing neither (and initialized with `ADD`); every access below is inside
-            // those (rows < m, columns < N, kk < k); prefetches never fault.
+            // Every access below is inside what the caller guarantees (rows < m, columns < N,
+            // kk < k = a.len(); `c` initialized with `ADD`); prefetches never fault.
+            // SAFETY: the caller guarantees `$feature` on this CPU, `m` valid elements from each
+            // column start in `a`, `k * N` at `bp`, `ldc * (N - 1) + m` at `c` aliasing neither.
             unsafe {
                 const L: usize = $lanes;
                 // A block reads one piece of every column of A; the next blocks read the pieces
@@ -235,11 +235,11 @@ macro_rules! entry {
                     }
                 }};
             }
+            // Each pass reads columns `first..first + count` of `a` and the rows of `bp` for
+            // them, adding to entries of `c` the first pass wrote.
             by_isa!(
                 // SAFETY: `by_isa!` runs this only when the CPU has AVX-512; the caller
-                // guarantees the extents, and each pass reads columns `first..first + count`
-                // of `a` and rows of `bp` inside them, adding to entries of `c` the first pass
-                // wrote.
+                // guarantees the extents.
                 unsafe { passes!($avx512) },
                 // SAFETY: as for AVX-512, on a CPU with AVX2 and FMA.
                 unsafe { passes!($avx2) }
