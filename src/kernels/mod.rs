@@ -11,14 +11,18 @@
 mod isa;
 mod columns;
 mod dots;
+mod exp;
 mod gemm;
 mod reduce;
 mod simd;
 mod skinny;
 mod small;
+mod tanh;
 
 pub use columns::Columns;
 pub(crate) use dots::{DOT_MAX_COLUMNS, DOT_MIN_INNER};
+pub(crate) use exp::exp_of;
 pub(crate) use gemm::{gemm_append, gemm_into, DenseRef};
 pub use reduce::{dot, norm_squared_f64};
 pub use simd::Simd;
+pub(crate) use tanh::tanh_of;

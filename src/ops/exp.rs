@@ -3,6 +3,7 @@
 //! Derivative: `dy/dx = exp(x) = y`; VJP `g ∘ y`.
 
 use crate::tape::{Op, Scalar, Var};
+use nalgebra::DMatrix;
 
 struct ExpOp;
 
@@ -18,7 +19,12 @@ impl<T: Scalar> Op<T> for ExpOp {
 impl<'t, T: Scalar> Var<'t, T> {
     /// Elementwise `exp`.
     pub fn exp(self) -> Self {
-        self.map_op(ExpOp, |a| a.exp())
+        let value = {
+            let a = self.value_ref();
+            // f32 through the vectorized kernel (glibc's `expf` to the last bit).
+            DMatrix::from_vec(a.nrows(), a.ncols(), crate::kernels::exp_of(a.as_slice()))
+        };
+        self.tape.record(ExpOp, &[self], value)
     }
 }
 

@@ -3,18 +3,9 @@
 //! Derivative: `dy/dx = y (1 - y)`; VJP `g ∘ y - g ∘ y ∘ y`.
 
 use crate::tape::{Op, Scalar, Var};
+use nalgebra::DMatrix;
 
 struct SigmoidOp;
-
-/// Stable logistic function: never evaluates `exp` of a large positive number.
-pub(crate) fn sigmoid<T: Scalar>(a: T) -> T {
-    if a >= T::zero() {
-        T::one() / (T::one() + (-a).exp())
-    } else {
-        let e = a.exp();
-        e / (T::one() + e)
-    }
-}
 
 impl<T: Scalar> Op<T> for SigmoidOp {
     fn name(&self) -> &'static str {
@@ -26,10 +17,32 @@ impl<T: Scalar> Op<T> for SigmoidOp {
     }
 }
 
+/// The logistic function of every element, stable (`exp` of a large positive number is never
+/// taken): `1 / (1 + exp(-a))` for `a >= 0`, `exp(a) / (1 + exp(a))` below. Both use
+/// `exp(-|a|)`, taken for all elements at once (f32 through the vectorized kernel).
+fn sigmoid_of<T: Scalar>(src: &[T]) -> Vec<T> {
+    let negative_abs: Vec<T> = src.iter().map(|a| -a.abs()).collect();
+    let exps = crate::kernels::exp_of(&negative_abs);
+    src.iter()
+        .zip(exps)
+        .map(|(&a, e)| {
+            if a >= T::zero() {
+                T::one() / (T::one() + e)
+            } else {
+                e / (T::one() + e)
+            }
+        })
+        .collect()
+}
+
 impl<'t, T: Scalar> Var<'t, T> {
     /// Elementwise logistic sigmoid.
     pub fn sigmoid(self) -> Self {
-        self.map_op(SigmoidOp, sigmoid)
+        let value = {
+            let a = self.value_ref();
+            DMatrix::from_vec(a.nrows(), a.ncols(), sigmoid_of(a.as_slice()))
+        };
+        self.tape.record(SigmoidOp, &[self], value)
     }
 }
 

@@ -32,15 +32,27 @@ fn shifted_exp_sums<T: Scalar>(z: &DMatrix<T>, keep_exp: bool) -> (DMatrix<T>, V
             *m = m.max(v);
         }
     }
-    let mut out = z.clone();
-    let mut sum = vec![T::zero(); rows];
-    for column in out.as_mut_slice().chunks_exact_mut(rows.max(1)) {
-        for ((v, &m), s) in column.iter_mut().zip(&max).zip(sum.iter_mut()) {
-            let e = (*v - m).exp();
-            *s += e;
-            *v = if keep_exp { e } else { *v - m };
+    // Shift every entry by its row's maximum, take the exponentials of the whole matrix at
+    // once (f32 through the vectorized kernel, glibc's `expf` to the last bit), then sum each
+    // row over its columns in order.
+    let mut shifted = z.clone();
+    for column in shifted.as_mut_slice().chunks_exact_mut(rows.max(1)) {
+        for (v, &m) in column.iter_mut().zip(&max) {
+            *v -= m;
         }
     }
+    let exps = crate::kernels::exp_of(shifted.as_slice());
+    let mut sum = vec![T::zero(); rows];
+    for column in exps.chunks_exact(rows.max(1)) {
+        for (s, &e) in sum.iter_mut().zip(column) {
+            *s += e;
+        }
+    }
+    let out = if keep_exp {
+        DMatrix::from_vec(z.nrows(), z.ncols(), exps)
+    } else {
+        shifted
+    };
     (out, sum)
 }
 
