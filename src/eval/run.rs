@@ -258,7 +258,7 @@ fn run_unchecked<T: Scalar>(
     let mark = tape.mark();
     let oracle = Oracle::new(problem, &tape, 0, Recording::Off);
     let state = opt.init(tape.constant(x0.clone()), &oracle)?;
-    let mut values = state.values();
+    let mut carried = Some(state.values());
     tape.truncate(mark);
     let mut trace = Trace::default();
     for p in &cfg.probes {
@@ -267,55 +267,68 @@ fn run_unchecked<T: Scalar>(
             points: Vec::new(),
         });
     }
-    let mut last = values.x().clone();
+    // The state moves onto the tape at each step and comes back as values after the update;
+    // x_t stays readable on the tape for the probes and the tape is truncated afterwards, so
+    // nothing is copied but the carried state.
+    let mut stopped_at = None;
     for t in 0..cfg.steps {
-        let mut state = OptState::restore(&tape, &values, false);
+        let values = carried.take().expect("the state is carried until a stop");
+        let mut state = OptState::restore_owned(&tape, values, false);
+        let x_t = state.x();
         let oracle = Oracle::new(problem, &tape, t, Recording::Off);
         let at = oracle.evaluate(opt.query(&state));
         let loss = at.loss.scalar().as_f64();
-        let grad = at.grad.value();
-        if !(loss.is_finite() && all_finite(&grad)) {
+        if !(loss.is_finite() && all_finite(&at.grad.value_ref())) {
             trace.non_finite_at = Some(t);
+            stopped_at = Some(x_t.value());
             break;
         }
         let info = tape.no_grad(|| opt.update(&mut state, &at, &oracle))?;
         state.advance();
         let next_values = state.values();
-        let next = next_values.x();
-        if !all_finite(next) {
+        if !all_finite(next_values.x()) {
             trace.non_finite_at = Some(t);
+            stopped_at = Some(x_t.value());
             break;
         }
         let tensors: Vec<(&'static str, DMatrix<T>)> =
             info.tensors.iter().map(|(n, v)| (*n, v.value())).collect();
-        let view = StepView {
-            step: t,
-            x: &last,
-            next: Some(next),
-            loss: Some(loss),
-            grad: Some(&grad),
-            tensors: &tensors,
-            numbers: &info.numbers,
-            problem,
-        };
-        record(&mut trace, &cfg.probes, &view, false);
-        last = next.clone();
-        values = next_values;
+        {
+            let (x, grad) = (x_t.value_ref(), at.grad.value_ref());
+            let view = StepView {
+                step: t,
+                x: &x,
+                next: Some(next_values.x()),
+                loss: Some(loss),
+                grad: Some(&grad),
+                tensors: &tensors,
+                numbers: &info.numbers,
+                problem,
+            };
+            record(&mut trace, &cfg.probes, &view, false);
+        }
+        carried = Some(next_values);
         tape.truncate(mark);
     }
-    if trace.non_finite_at.is_none() {
-        let view = StepView {
-            step: cfg.steps,
-            x: &last,
-            next: None,
-            loss: None,
-            grad: None,
-            tensors: &[],
-            numbers: &[],
-            problem,
-        };
-        record(&mut trace, &cfg.probes, &view, true);
-    }
+    let last = match (stopped_at, carried) {
+        (Some(x), _) => x,
+        (None, None) => unreachable!("a run that did not stop carries its state"),
+        (None, Some(values)) => {
+            let last = values.x().clone();
+            let view = StepView {
+                step: cfg.steps,
+                x: &last,
+                next: None,
+                loss: None,
+                grad: None,
+                tensors: &[],
+                numbers: &[],
+                problem,
+            };
+            record(&mut trace, &cfg.probes, &view, true);
+            last
+        }
+    };
     Ok(Run { trace, last })
 }
 

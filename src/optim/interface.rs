@@ -123,12 +123,19 @@ impl<'a, 't, T: Scalar> Oracle<'a, 't, T> {
                 let was = self.tape.set_recording(true);
                 let at = self.tape.param(x.value());
                 let (loss, grad) = self.problem.loss_and_grad(at, self.step, false);
-                let (loss, grad) = (loss.value(), grad.value());
+                let loss = loss.value();
+                // The default `loss_and_grad`'s unrecorded gradient is a constant already, kept
+                // without a copy; a problem's own may hand back a recorded one, cut here.
+                let grad = if grad.requires_grad() {
+                    self.tape.constant(grad.value())
+                } else {
+                    grad
+                };
                 self.tape.set_recording(was);
                 Evaluation {
                     point: x,
                     loss: self.tape.constant(loss),
-                    grad: self.tape.constant(grad),
+                    grad,
                 }
             }
         }

@@ -176,6 +176,51 @@ impl<'t, T: Scalar> OptState<'t, T> {
             numbers: values.numbers.clone(),
         }
     }
+
+    /// [`OptState::restore`] that moves the tensors of `values` onto the tape instead of
+    /// copying them (a run loop that carries the state from step to step).
+    ///
+    /// Panics if `values` holds no iterate.
+    ///
+    /// ```
+    /// use convergent_l2o::optim::OptState;
+    /// use convergent_l2o::tape::Tape;
+    /// use nalgebra::dmatrix;
+    ///
+    /// let tape = Tape::<f64>::new();
+    /// let state = OptState::new(tape.constant(dmatrix![1.0; 2.0]));
+    /// let values = state.values();
+    /// let moved = OptState::restore_owned(&tape, values.clone(), false);
+    /// assert_eq!(moved.values(), values);
+    /// ```
+    pub fn restore_owned(tape: &'t Tape<T>, mut values: StateValues<T>, trainable: bool) -> Self {
+        assert!(
+            values.tensors.try_get(ITERATE).is_some(),
+            "StateValues without an iterate"
+        );
+        // The leaves in the order `restore` makes them: the iterate, then the rest.
+        let leaf = |m: &mut DMatrix<T>| {
+            let m = std::mem::replace(m, DMatrix::zeros(0, 0));
+            if trainable {
+                tape.param(m)
+            } else {
+                tape.constant(m)
+            }
+        };
+        let x = leaf(values.tensors.get_mut(ITERATE));
+        let tensors = values
+            .tensors
+            .iter_mut()
+            .filter(|(n, _)| *n != ITERATE)
+            .map(|(n, m)| (n.to_string(), leaf(m)))
+            .collect();
+        OptState {
+            x,
+            step: values.step as usize,
+            tensors,
+            numbers: values.numbers,
+        }
+    }
 }
 
 /// A trajectory's state off the tape: serializable, so persistent trajectories (truncated

@@ -237,15 +237,22 @@ impl<'t, T: Scalar> Backward<'t, T> {
         }
         let low = self.low;
         let wrt = std::mem::take(&mut self.wrt);
-        wrt.iter()
-            .map(|&w| {
+        (0..wrt.len())
+            .map(|k| {
+                let w = wrt[k];
                 if w < low || w >= high {
                     return Gradient::Zero;
                 }
-                match &self.grads[w - low] {
+                // The sweep is over: a gradient moves out, copied only for a variable that
+                // appears again later in `wrt`.
+                let repeated = wrt[k + 1..].contains(&w);
+                match &mut self.grads[w - low] {
                     Gradient::Zero => Gradient::Zero,
                     Gradient::Var(v) => Gradient::Var(*v),
-                    Gradient::Value(m) => Gradient::Value(m.clone()),
+                    Gradient::Value(m) if repeated => Gradient::Value(m.clone()),
+                    Gradient::Value(m) => {
+                        Gradient::Value(std::mem::replace(m, DMatrix::zeros(0, 0)))
+                    }
                 }
             })
             .collect()
