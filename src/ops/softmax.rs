@@ -109,4 +109,26 @@ mod tests {
             check(&f, &[rand(seed, r, c) * 3.0], seed)?;
         }
     }
+
+    /// Each row sums its columns' exponentials in order, f32 through the exp kernel.
+    #[test]
+    fn rows_sum_the_kernels_exponentials_in_order() {
+        use crate::kernels::exp_of;
+        use crate::tape::Tape;
+        use nalgebra::DMatrix;
+        let z = DMatrix::from_fn(3, 5, |i, j| (i as f32 * 1.7 - j as f32 * 0.9).sin() * 4.0);
+        let tape = Tape::<f32>::new();
+        let y = tape.constant(z.clone()).softmax().value();
+        let ls = tape.constant(z.clone()).log_softmax().value();
+        for i in 0..3 {
+            let m = z.row(i).iter().fold(f32::MIN, |m, &v| m.max(v));
+            let shifted: Vec<f32> = z.row(i).iter().map(|&v| v - m).collect();
+            let e = exp_of(&shifted);
+            let sum = e.iter().fold(0.0f32, |s, &v| s + v);
+            for j in 0..5 {
+                assert_eq!(y[(i, j)].to_bits(), (e[j] / sum).to_bits());
+                assert_eq!(ls[(i, j)].to_bits(), (shifted[j] - sum.ln()).to_bits());
+            }
+        }
+    }
 }

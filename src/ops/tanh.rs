@@ -41,4 +41,20 @@ mod tests {
             check(&f, &[rand(seed, r, c) * 2.0], seed)?;
         }
     }
+
+    /// f32 goes through the tanh kernel (the C library's `tanhf` bits, on any platform), f64
+    /// through the C library's `tanh`.
+    #[test]
+    fn each_type_takes_its_tanh() {
+        use crate::kernels::tanh_of;
+        use crate::tape::Tape;
+        use nalgebra::DMatrix;
+        let values = [-30.0f32, -1.0, -0.3, 0.0, 1e-30, 0.5, 2.0, 9.0];
+        let m = DMatrix::from_row_slice(2, 4, &values);
+        let y = Tape::<f32>::new().constant(m.clone()).tanh().value();
+        assert_eq!(y.as_slice(), &tanh_of(m.as_slice())[..]);
+        let m64 = m.map(f64::from);
+        let y64 = Tape::<f64>::new().constant(m64.clone()).tanh().value();
+        assert_eq!(y64, m64.map(f64::tanh));
+    }
 }
