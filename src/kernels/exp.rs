@@ -15,7 +15,7 @@
 //! table of the 32 `2^(i / 32)` with `k / 32`'s integer part added to the exponent field, and
 //! `2^(r / 32)` from a cubic, all in `f64`, rounded to `f32` once at the end.
 
-use super::simd::{simd_type, SimdType};
+use super::simd::map_f32;
 use crate::tape::Scalar;
 
 /// `32 / ln 2`.
@@ -72,17 +72,7 @@ const MAY_UNDERFLOW: f32 = f32::from_bits(0xc2ce_8ecf);
 /// `exp` of every element, in order: through [`exp_f32`] when `T` is `f32`, through `T`'s own
 /// `exp` otherwise.
 pub(crate) fn exp_of<T: Scalar>(src: &[T]) -> Vec<T> {
-    if simd_type::<T>() != SimdType::F32 {
-        return src.iter().map(|x| x.exp()).collect();
-    }
-    // SAFETY: `T` is `f32` (`simd_type`), so the slice is a slice of `f32`.
-    let src = unsafe { std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), src.len()) };
-    let mut out = vec![0.0f32; src.len()];
-    exp_f32(src, &mut out);
-    let mut out = std::mem::ManuallyDrop::new(out);
-    // SAFETY: `T` is `f32`, so this is the same vector under its own type (pointer, length and
-    // capacity from a live `Vec<f32>` that is not dropped).
-    unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<T>(), out.len(), out.capacity()) }
+    map_f32(src, exp_f32, |x| x.exp())
 }
 
 /// `dst[i] = exp(src[i])`, bit for bit glibc's `expf` on FMA hardware (module docs).

@@ -159,3 +159,23 @@ pub(crate) fn simd_type<T: Scalar>() -> SimdType {
         SimdType::Other
     }
 }
+
+/// `f32_kernel` over `src` when `T` is `f32` (an elementwise kernel filling its output), `other`
+/// on each element otherwise.
+pub(crate) fn map_f32<T: Scalar>(
+    src: &[T],
+    f32_kernel: fn(&[f32], &mut [f32]),
+    other: impl Fn(T) -> T,
+) -> Vec<T> {
+    if simd_type::<T>() != SimdType::F32 {
+        return src.iter().map(|&x| other(x)).collect();
+    }
+    // SAFETY: `T` is `f32` (`simd_type`), so the slice is a slice of `f32`.
+    let src = unsafe { std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), src.len()) };
+    let mut out = vec![0.0f32; src.len()];
+    f32_kernel(src, &mut out);
+    let mut out = std::mem::ManuallyDrop::new(out);
+    // SAFETY: `T` is `f32`, so this is the same vector under its own type (pointer, length and
+    // capacity from a live `Vec<f32>` that is not dropped).
+    unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<T>(), out.len(), out.capacity()) }
+}

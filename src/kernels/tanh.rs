@@ -14,7 +14,7 @@
 //! `|r| <= ln 2 / 2`, a rational approximation of `expm1(r)` corrected for the reduction's
 //! rounding `c`, and `2^k` put in through the exponent bits.
 
-use super::simd::{simd_type, SimdType};
+use super::simd::map_f32;
 use crate::tape::Scalar;
 
 /// `ln 2`'s leading bits: `k * LN2_HI` is exact for the `k` used here.
@@ -33,17 +33,7 @@ const Q5: f32 = f32::from_bits(0xb457_edbb);
 /// `tanh` of every element, in order: through [`tanh_f32`] when `T` is `f32`, through `T`'s
 /// own `tanh` otherwise.
 pub(crate) fn tanh_of<T: Scalar>(src: &[T]) -> Vec<T> {
-    if simd_type::<T>() != SimdType::F32 {
-        return src.iter().map(|x| x.tanh()).collect();
-    }
-    // SAFETY: `T` is `f32` (`simd_type`), so the slice is a slice of `f32`.
-    let src = unsafe { std::slice::from_raw_parts(src.as_ptr().cast::<f32>(), src.len()) };
-    let mut out = vec![0.0f32; src.len()];
-    tanh_f32(src, &mut out);
-    let mut out = std::mem::ManuallyDrop::new(out);
-    // SAFETY: `T` is `f32`, so this is the same vector under its own type (pointer, length and
-    // capacity from a live `Vec<f32>` that is not dropped).
-    unsafe { Vec::from_raw_parts(out.as_mut_ptr().cast::<T>(), out.len(), out.capacity()) }
+    map_f32(src, tanh_f32, |x| x.tanh())
 }
 
 /// `dst[i] = tanh(src[i])`, bit for bit fdlibm's `tanhf` (module docs).

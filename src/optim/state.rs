@@ -151,30 +151,7 @@ impl<'t, T: Scalar> OptState<'t, T> {
     ///
     /// Panics if `values` holds no iterate (a `StateValues` not made by [`OptState::values`]).
     pub fn restore(tape: &'t Tape<T>, values: &StateValues<T>, trainable: bool) -> Self {
-        let leaf = |m: &DMatrix<T>| {
-            if trainable {
-                tape.param(m.clone())
-            } else {
-                tape.constant(m.clone())
-            }
-        };
-        let x = values
-            .tensors
-            .try_get(ITERATE)
-            .map(leaf)
-            .expect("StateValues without an iterate");
-        let tensors = values
-            .tensors
-            .iter()
-            .filter(|(n, _)| *n != ITERATE)
-            .map(|(n, m)| (n.to_string(), leaf(m)))
-            .collect();
-        OptState {
-            x,
-            step: values.step as usize,
-            tensors,
-            numbers: values.numbers.clone(),
-        }
+        Self::restore_owned(tape, values.clone(), trainable)
     }
 
     /// [`OptState::restore`] that moves the tensors of `values` onto the tape instead of
