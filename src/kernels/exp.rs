@@ -7,8 +7,8 @@
 //! returns exactly what it returns, for every `f32` (checked exhaustively against the C
 //! library by an ignored test, and against a literal transcription on every branch by the unit
 //! tests). Unlike the C library, it gives these bits on every CPU: glibc's variant for CPUs
-//! without FMA rounds the reduction twice and differs in the last bit on some inputs. `f64`
-//! keeps the C library.
+//! without FMA rounds the reduction twice, so it can differ in the last bit. `f64` keeps the
+//! C library.
 //!
 //! The algorithm: `x = (k + r) ln2 / 32` with integer `k` and `|r| <= 1/2` (`k` rounded by
 //! adding and subtracting `1.5 * 2^52`), `exp x = 2^(k / 32) 2^(r / 32)`; `2^(k / 32)` from a
