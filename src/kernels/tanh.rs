@@ -47,6 +47,8 @@ pub(crate) fn tanh_f32(src: &[f32], dst: &mut [f32]) {
     );
     macro_rules! with_features {
         ($feature:literal, $name:ident) => {{
+            // SAFETY (of callers): unsafe only for its target features, so it may run only
+            // where `by_isa!` found them; it touches nothing but the two slices.
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = $feature)]
             unsafe fn $name(src: &[f32], dst: &mut [f32]) {
