@@ -13,6 +13,7 @@ mod columns;
 mod dots;
 mod exp;
 mod gemm;
+mod lanes;
 mod reduce;
 mod simd;
 mod skinny;
