@@ -13,6 +13,7 @@ use std::arch::x86_64::*;
 /// v_e[1]) + ...`), one vector at a time: a store and a chain of scalar additions.
 macro_rules! scalar_lane_sums {
     ($name:ident, $vector:ty, $t:ty, $lanes:expr, $feature:literal, $store:path) => {
+        #[inline]
         #[target_feature(enable = $feature)]
         pub(super) unsafe fn $name(v: &[$vector], sums: &mut [$t]) {
             for (vector, sum) in v.iter().zip(sums) {
@@ -36,6 +37,7 @@ scalar_lane_sums!(
 /// `sums[e]` = the lanes of `v[e]` added in lane order from zero, as `scalar_lane_sums!`
 /// adds them, sixteen vectors at a time: sixteen vector additions instead of 256 dependent
 /// scalar ones.
+#[inline]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn lane_sums_f32_avx512(v: &[__m512], sums: &mut [f32]) {
     for (chunk, out) in v.chunks(16).zip(sums.chunks_mut(16)) {
@@ -54,6 +56,7 @@ pub(super) unsafe fn lane_sums_f32_avx512(v: &[__m512], sums: &mut [f32]) {
 }
 
 /// As [`lane_sums_f32_avx512`] for AVX2's eight lanes, eight vectors at a time.
+#[inline]
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn lane_sums_f32_avx2(v: &[__m256], sums: &mut [f32]) {
     for (chunk, out) in v.chunks(8).zip(sums.chunks_mut(8)) {
@@ -73,6 +76,7 @@ pub(super) unsafe fn lane_sums_f32_avx2(v: &[__m256], sums: &mut [f32]) {
 
 /// The 8 x 8 transpose of `rows` (`f32`, AVX2): pairs of rows interleave within each
 /// 128-bit half, pairs of pairs combine their 64-bit halves, then the halves swap.
+#[inline]
 #[target_feature(enable = "avx2")]
 fn transpose_8x8_f32(rows: [__m256; 8]) -> [__m256; 8] {
     let mut t = [_mm256_setzero_ps(); 8];
@@ -97,6 +101,7 @@ fn transpose_8x8_f32(rows: [__m256; 8]) -> [__m256; 8] {
 }
 
 /// As [`lane_sums_f32_avx512`] for `f64`, eight vectors at a time.
+#[inline]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn lane_sums_f64_avx512(v: &[__m512d], sums: &mut [f64]) {
     for (chunk, out) in v.chunks(8).zip(sums.chunks_mut(8)) {
@@ -116,6 +121,7 @@ pub(super) unsafe fn lane_sums_f64_avx512(v: &[__m512d], sums: &mut [f64]) {
 
 /// The 8 x 8 transpose of `rows` (`f64`): pairs of rows interleave within each 128-bit
 /// quarter, then the quarters are regrouped twice.
+#[inline]
 #[target_feature(enable = "avx512f")]
 fn transpose_8x8(rows: [__m512d; 8]) -> [__m512d; 8] {
     let mut t = [_mm512_setzero_pd(); 8];
@@ -142,6 +148,7 @@ fn transpose_8x8(rows: [__m512d; 8]) -> [__m512d; 8] {
 /// The 16 x 16 transpose of `rows`: lane `r` of the result's vector `l` is lane `l` of
 /// `rows[r]`. Pairs of rows interleave by 32-bit then 64-bit elements (within each
 /// 128-bit quarter), then the quarters are regrouped twice.
+#[inline]
 #[target_feature(enable = "avx512f")]
 fn transpose_16x16(rows: [__m512; 16]) -> [__m512; 16] {
     let (ps, pd) = (_mm512_castpd_ps, _mm512_castps_pd);
