@@ -411,7 +411,7 @@ mod tests {
                     Isa::Avx2 => $lanes_avx2,
                     Isa::None => return,
                 };
-let shapes = [
+                let shapes = [
                     (128, 784, 10),
                     (5, 37, 3),
                     (33, 50, 24),
