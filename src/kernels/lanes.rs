@@ -34,45 +34,64 @@ scalar_lane_sums!(
     _mm256_storeu_pd
 );
 
-/// `sums[e]` = the lanes of `v[e]` added in lane order from zero, as `scalar_lane_sums!`
-/// adds them, sixteen vectors at a time: sixteen vector additions instead of 256 dependent
-/// scalar ones.
-#[inline]
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn lane_sums_f32_avx512(v: &[__m512], sums: &mut [f32]) {
-    for (chunk, out) in v.chunks(16).zip(sums.chunks_mut(16)) {
-        let mut rows = [_mm512_setzero_ps(); 16];
-        rows[..chunk.len()].copy_from_slice(chunk);
-        let lanes = transpose_16x16(rows);
-        let mut total = _mm512_setzero_ps();
-        for lane in lanes {
-            total = _mm512_add_ps(total, lane);
+/// `$name`: `sums[e]` = the lanes of `v[e]` added in lane order from zero, as
+/// `scalar_lane_sums!` adds them, `$lanes` vectors at a time: transposed by `$transpose`, lane
+/// `l` of all of them is one vector, so `$lanes` vector additions replace `$lanes x $lanes`
+/// dependent scalar ones.
+macro_rules! transposed_lane_sums {
+    ($name:ident, $vector:ty, $t:ty, $lanes:expr, $feature:literal, $zero:path, $add:path,
+     $store:path, $transpose:ident) => {
+        #[inline]
+        #[target_feature(enable = $feature)]
+        pub(super) unsafe fn $name(v: &[$vector], sums: &mut [$t]) {
+            for (chunk, out) in v.chunks($lanes).zip(sums.chunks_mut($lanes)) {
+                let mut rows = [$zero(); $lanes];
+                rows[..chunk.len()].copy_from_slice(chunk);
+                let mut total = $zero();
+                for lane in $transpose(rows) {
+                    total = $add(total, lane);
+                }
+                let mut all = [0.0 as $t; $lanes];
+                // SAFETY: `all` holds one vector; `$feature` is this function's.
+                unsafe { $store(all.as_mut_ptr(), total) };
+                out.copy_from_slice(&all[..out.len()]);
+            }
         }
-        let mut all = [0.0f32; 16];
-        // SAFETY: `all` holds one vector; AVX-512 is this function's feature.
-        unsafe { _mm512_storeu_ps(all.as_mut_ptr(), total) };
-        out.copy_from_slice(&all[..out.len()]);
-    }
+    };
 }
-
-/// As [`lane_sums_f32_avx512`] for AVX2's eight lanes, eight vectors at a time.
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn lane_sums_f32_avx2(v: &[__m256], sums: &mut [f32]) {
-    for (chunk, out) in v.chunks(8).zip(sums.chunks_mut(8)) {
-        let mut rows = [_mm256_setzero_ps(); 8];
-        rows[..chunk.len()].copy_from_slice(chunk);
-        let lanes = transpose_8x8_f32(rows);
-        let mut total = _mm256_setzero_ps();
-        for lane in lanes {
-            total = _mm256_add_ps(total, lane);
-        }
-        let mut all = [0.0f32; 8];
-        // SAFETY: `all` holds one vector; AVX2 is this function's feature.
-        unsafe { _mm256_storeu_ps(all.as_mut_ptr(), total) };
-        out.copy_from_slice(&all[..out.len()]);
-    }
-}
+transposed_lane_sums!(
+    lane_sums_f32_avx512,
+    __m512,
+    f32,
+    16,
+    "avx512f",
+    _mm512_setzero_ps,
+    _mm512_add_ps,
+    _mm512_storeu_ps,
+    transpose_16x16
+);
+transposed_lane_sums!(
+    lane_sums_f64_avx512,
+    __m512d,
+    f64,
+    8,
+    "avx512f",
+    _mm512_setzero_pd,
+    _mm512_add_pd,
+    _mm512_storeu_pd,
+    transpose_8x8
+);
+transposed_lane_sums!(
+    lane_sums_f32_avx2,
+    __m256,
+    f32,
+    8,
+    "avx2",
+    _mm256_setzero_ps,
+    _mm256_add_ps,
+    _mm256_storeu_ps,
+    transpose_8x8_f32
+);
 
 /// The 8 x 8 transpose of `rows` (`f32`, AVX2): pairs of rows interleave within each
 /// 128-bit half, pairs of pairs combine their 64-bit halves, then the halves swap.
@@ -98,25 +117,6 @@ fn transpose_8x8_f32(rows: [__m256; 8]) -> [__m256; 8] {
         out[4 + q] = _mm256_permute2f128_ps::<0x31>(u[q], u[4 + q]);
     }
     out
-}
-
-/// As [`lane_sums_f32_avx512`] for `f64`, eight vectors at a time.
-#[inline]
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn lane_sums_f64_avx512(v: &[__m512d], sums: &mut [f64]) {
-    for (chunk, out) in v.chunks(8).zip(sums.chunks_mut(8)) {
-        let mut rows = [_mm512_setzero_pd(); 8];
-        rows[..chunk.len()].copy_from_slice(chunk);
-        let lanes = transpose_8x8(rows);
-        let mut total = _mm512_setzero_pd();
-        for lane in lanes {
-            total = _mm512_add_pd(total, lane);
-        }
-        let mut all = [0.0f64; 8];
-        // SAFETY: `all` holds one vector; AVX-512 is this function's feature.
-        unsafe { _mm512_storeu_pd(all.as_mut_ptr(), total) };
-        out.copy_from_slice(&all[..out.len()]);
-    }
 }
 
 /// The 8 x 8 transpose of `rows` (`f64`): pairs of rows interleave within each 128-bit
