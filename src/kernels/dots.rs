@@ -309,7 +309,8 @@ pub(super) unsafe fn gemm_dot<T: Scalar>(
                     std::ptr::copy_nonoverlapping(b.add(j * ldb), copy.add(j * aligned_ldb), k)
                 };
             }
-            // SAFETY: the same product with `b` copied to column stride `aligned_ldb`.
+            // SAFETY: the same product with `b` copied to column stride `aligned_ldb`, in this
+            // thread's buffer, which aliases neither `a` nor `c`.
             unsafe { dispatch(m, k, n, a, copy, aligned_ldb, c) }
         });
     }
@@ -400,8 +401,8 @@ mod tests {
 
     /// Every entry of the dot kernel's product has the bits of the documented order, whatever
     /// the alignment and stride of `B` (copied to aligned columns when `A` has 16 columns or
-    /// more and `B` is at most 256 KB), for blocks of two columns of `A` and one, whole and partial groups of `B`, and
-    /// inner dimensions with and without a tail, in f32 and f64.
+    /// more and `B` is at most 256 KB), for blocks of two columns of `A` and one, whole and
+    /// partial groups of `B`, and inner dimensions with and without a tail, in f32 and f64.
     #[test]
     fn every_entry_sums_in_the_documented_order() {
         macro_rules! check {
