@@ -196,14 +196,17 @@ fn lane_sums_add_each_vectors_lanes_in_order() {
                             (if v % 17 == 0 { -0.0 } else { x * x * x }) as $t
                         })
                         .collect();
-                    // SAFETY: each load reads one vector inside `values`; the CPU has
-                    // `$feature` (checked above).
                     let vectors: Vec<$vector> = values
                         .chunks($lanes)
-                        .map(|c| unsafe { $load(c.as_ptr()) })
+                        .map(|c| {
+                            // SAFETY: `c` holds exactly one vector; the CPU has `$feature`
+                            // (checked above).
+                            unsafe { $load(c.as_ptr()) }
+                        })
                         .collect();
                     let mut sums = vec![<$t>::NAN; count];
-                    // SAFETY: as above.
+                    // SAFETY: the CPU has `$feature` (checked above); `sums` has one slot per
+                    // vector.
                     unsafe { $sums(&vectors, &mut sums) };
                     for (e, lanes) in values.chunks($lanes).enumerate() {
                         let expected = lanes.iter().fold(0.0 as $t, |s, &x| s + x);
