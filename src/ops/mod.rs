@@ -16,6 +16,7 @@ mod diag;
 mod div;
 mod exp;
 mod flat_linear;
+mod gather;
 mod inverse;
 mod log;
 mod log_softmax;
@@ -41,7 +42,9 @@ mod sub;
 mod sum;
 mod tanh;
 mod transpose;
+mod weighted_sum;
 
+pub use gather::RowIndex;
 pub use matmul::gemm;
 pub use soft_threshold::soft_threshold_matrix;
 

@@ -2,9 +2,9 @@
 
 use super::{Op, Scalar, Var};
 use nalgebra::DMatrix;
+use smallvec::SmallVec;
 use std::cell::{Cell, OnceCell, Ref, RefCell};
 use std::ops::Deref;
-use std::rc::Rc;
 use std::sync::Arc;
 
 /// The transpose a constant keeps, shared with the caller: a whole matrix, or columns of a
@@ -96,9 +96,11 @@ impl<T: Scalar> Deref for Value<T> {
 /// A recorded value: the output of one operation, or a leaf.
 pub(crate) struct Node<T: Scalar> {
     pub(crate) value: Value<T>,
-    /// `None` for leaves and for values that need no gradient.
-    pub(crate) op: Option<Rc<dyn Op<T>>>,
-    pub(crate) inputs: Vec<u32>,
+    /// `None` for leaves and for values that need no gradient. Boxed, not shared: most ops
+    /// are zero-sized, and a box of one allocates nothing.
+    pub(crate) op: Option<Box<dyn Op<T>>>,
+    /// Up to four inputs are stored inline: one allocation fewer for almost every node.
+    pub(crate) inputs: SmallVec<[u32; 4]>,
     pub(crate) requires_grad: bool,
     /// Truncation generation the node was created in; lets stale handles be detected.
     pub(crate) epoch: u32,
@@ -291,7 +293,7 @@ impl<T: Scalar> Tape<T> {
         self.push(Node {
             value,
             op: None,
-            inputs: Vec::new(),
+            inputs: SmallVec::new(),
             requires_grad,
             epoch: self.epoch.get(),
         })
@@ -390,7 +392,7 @@ impl<T: Scalar> Tape<T> {
         if requires_grad {
             self.push(Node {
                 value: Value::Owned(value),
-                op: Some(Rc::new(op)),
+                op: Some(Box::new(op)),
                 inputs: inputs.iter().map(|v| v.id).collect(),
                 requires_grad,
                 epoch,
@@ -399,7 +401,7 @@ impl<T: Scalar> Tape<T> {
             self.push(Node {
                 value: Value::Owned(value),
                 op: None,
-                inputs: Vec::new(),
+                inputs: SmallVec::new(),
                 requires_grad,
                 epoch,
             })

@@ -1,8 +1,8 @@
 //! Reverse-mode gradients: `grad`, its recorded ("create graph") form, and Hessian-vector products.
 
-use super::{Scalar, Tape, Var};
+use super::{Op, Scalar, Tape, Var};
 use nalgebra::DMatrix;
-use std::rc::Rc;
+use smallvec::SmallVec;
 
 impl<T: Scalar> Tape<T> {
     /// Gradients of the sum of `outputs` with respect to each of `wrt`.
@@ -210,14 +210,20 @@ impl<'t, T: Scalar> Backward<'t, T> {
             let (inputs, has_op) = {
                 let nodes = self.tape.nodes.borrow();
                 let n = &nodes[i];
-                let inputs: Vec<Var<'t, T>> = n
+                let inputs: SmallVec<[Var<'t, T>; 4]> = n
                     .inputs
                     .iter()
                     .map(|&j| Var::new(self.tape, j, nodes[j as usize].epoch))
                     .collect();
                 (inputs, n.op.is_some())
             };
-            if !has_op {
+            // A VJP whose cotangents all fall outside the sweep (the inputs of a `wrt`
+            // variable that is also an op's output, such as the point of an inner gradient)
+            // would only record dead nodes.
+            let feeds_sweep = inputs
+                .iter()
+                .any(|x| x.id() >= self.low && self.reaches[x.id() - self.low]);
+            if !has_op || !feeds_sweep {
                 continue;
             }
             let output = {
@@ -265,12 +271,17 @@ impl<'t, T: Scalar> Backward<'t, T> {
         output: Var<'t, T>,
         g: Var<'t, T>,
     ) -> Vec<Option<Var<'t, T>>> {
-        // The op is shared out of the arena because its VJP records new nodes into it.
-        let op = {
-            let nodes = self.tape.nodes.borrow();
-            Rc::clone(nodes[i].op.as_ref().expect("node with an op"))
+        // The op leaves its node while the VJP runs, since the VJP records new nodes into the
+        // arena, which must not stay borrowed; `Lent` puts it back, even if the VJP panics.
+        let lent = Lent {
+            tape: self.tape,
+            node: i,
+            op: self.tape.nodes.borrow_mut()[i].op.take(),
         };
-        op.vjp(inputs, output, g)
+        lent.op
+            .as_ref()
+            .expect("node with an op")
+            .vjp(inputs, output, g)
     }
 
     fn check_arity(
@@ -318,8 +329,8 @@ impl<'t, T: Scalar> Backward<'t, T> {
         inputs: &[Var<'t, T>],
         grads: Vec<Option<Var<'t, T>>>,
         scratch: usize,
-    ) -> Vec<(usize, Gradient<'t, T>)> {
-        let mut out = Vec::with_capacity(inputs.len());
+    ) -> SmallVec<[(usize, Gradient<'t, T>); 4]> {
+        let mut out = SmallVec::new();
         for (k, (x, g)) in inputs.iter().zip(&grads).enumerate() {
             let (j, Some(g)) = (x.id(), g) else { continue };
             if j < self.low || !self.reaches[j - self.low] {
@@ -358,5 +369,21 @@ impl<'t, T: Scalar> Backward<'t, T> {
             }
             _ => unreachable!("recorded and unrecorded gradients mixed in one sweep"),
         };
+    }
+}
+
+/// An op taken out of node `node` for its VJP, returned to it when dropped.
+struct Lent<'a, T: Scalar> {
+    tape: &'a Tape<T>,
+    node: usize,
+    op: Option<Box<dyn Op<T>>>,
+}
+
+impl<T: Scalar> Drop for Lent<'_, T> {
+    fn drop(&mut self) {
+        // `try_`: a VJP that panicked while the arena was borrowed must not panic again here.
+        if let Ok(mut nodes) = self.tape.nodes.try_borrow_mut() {
+            nodes[self.node].op = self.op.take();
+        }
     }
 }

@@ -3,6 +3,7 @@
 use super::blocks::{cat_cols, cat_rows, split_cols};
 use super::config::{BiasPlacement, RenDims, RenOptions};
 use crate::models::Activation;
+use crate::ops::RowIndex;
 use crate::tape::{Scalar, Tape, Var};
 use nalgebra::DMatrix;
 
@@ -63,10 +64,12 @@ pub(crate) struct Biases<'t, T: Scalar> {
 enum Io<'t, T: Scalar> {
     /// `in_map = [Λ⁻¹D12; E⁻¹B2; D22]`.
     Dense { in_map: Var<'t, T> },
-    /// `in_map = [Λ⁻¹d12_g ...; E⁻¹b2_g ...]` acting on the block sums of the input.
+    /// `in_map = [Λ⁻¹d12_g ...; E⁻¹b2_g ...]` acting on the block sums of the input;
+    /// `output_rows[i]` is the row of `out_map · [x; w]` that output `i` repeats.
     Tied {
         in_map: Var<'t, T>,
         groups: Vec<(usize, usize, Var<'t, T>)>,
+        output_rows: RowIndex,
     },
 }
 
@@ -153,11 +156,13 @@ impl<'t, T: Scalar> RenModel<'t, T> {
                     .map(|g| Var::concat_cols(&[g.c2, g.d21]))
                     .collect();
                 let blocks = groups.iter().map(|g| (g.count, g.size, g.d22)).collect();
+                let output_rows = tied_output_rows(n, groups.iter().map(|g| (g.count, g.size)));
                 (
                     rows,
                     Io::Tied {
                         in_map,
                         groups: blocks,
+                        output_rows,
                     },
                 )
             }
@@ -229,21 +234,17 @@ impl<'t, T: Scalar> RenModel<'t, T> {
                 u.ncols()
             );
         }
-        let decay = self.bias_decay.powf(t as f64);
-        let scaled = |b: Var<'t, T>| {
-            if decay == 1.0 {
-                b
-            } else {
-                b.scale(T::cast(decay))
-            }
-        };
+        // `a + ρ^t b` in one node; the same bits as `a + b.scale(ρ^t)`.
+        let decay = T::cast(self.bias_decay.powf(t as f64));
+        let plus_decayed =
+            |a: Var<'t, T>, b: Var<'t, T>| Var::weighted_sum(&[(T::one(), a), (decay, b)]);
         let injected = u.map(|u| self.inject(u));
         let mut c = self.c1h.matmul(x);
         if let Some((v_in, _, _)) = injected {
             c = c + v_in;
         }
         if let Some(bv) = self.bvh {
-            c = c + scaled(bv);
+            c = plus_decayed(c, bv);
         }
         let w = self.neurons(c);
         let z = self.out_map.matmul(Var::concat_rows(&[x, w]));
@@ -254,10 +255,10 @@ impl<'t, T: Scalar> RenModel<'t, T> {
             y = y + y_in;
         }
         if let Some(bx) = self.bxh {
-            x_next = x_next + scaled(bx);
+            x_next = plus_decayed(x_next, bx);
         }
         if let Some(bu) = self.bu {
-            y = y + scaled(bu);
+            y = plus_decayed(y, bu);
         }
         debug_assert_eq!(w.nrows(), l);
         (y, x_next)
@@ -305,7 +306,7 @@ impl<'t, T: Scalar> RenModel<'t, T> {
                     all.rows_range(l + n, p),
                 )
             }
-            Io::Tied { in_map, groups } => {
+            Io::Tied { in_map, groups, .. } => {
                 let mut offset = 0;
                 let mut sums = Vec::with_capacity(groups.len());
                 let mut d22u = Vec::with_capacity(groups.len());
@@ -331,22 +332,21 @@ impl<'t, T: Scalar> RenModel<'t, T> {
         let n = self.dims.n;
         match &self.io {
             Io::Dense { .. } => z.rows_range(n, self.dims.p),
-            Io::Tied { groups, .. } => {
-                let mut offset = n;
-                let parts: Vec<Var<'t, T>> = groups
-                    .iter()
-                    .map(|&(count, size, _)| {
-                        let block = z.rows_range(offset, size);
-                        offset += size;
-                        if count == 1 {
-                            block
-                        } else {
-                            block.broadcast(size, count).reshape(size * count, 1)
-                        }
-                    })
-                    .collect();
-                cat_rows(&parts)
-            }
+            Io::Tied { output_rows, .. } => z.gather_rows(output_rows),
         }
     }
+}
+
+/// The rows of `out_map · [x; w]` (`n` state rows, then each group's block) that a tied REN's
+/// outputs repeat: each group's block `count` times over, the groups in order.
+fn tied_output_rows(n: usize, groups: impl Iterator<Item = (usize, usize)>) -> RowIndex {
+    let mut rows = Vec::new();
+    let mut offset = n;
+    for (count, size) in groups {
+        for _ in 0..count {
+            rows.extend(offset..offset + size);
+        }
+        offset += size;
+    }
+    RowIndex::new(rows)
 }

@@ -324,8 +324,9 @@ impl<'t, T: Scalar> Optimizer<'t, T> for ConvergentRun<'_, 't, T> {
         let v = w.mul_scalar(z.norm().mul_elem(w.norm().recip_or_zero()));
         let eta = self.opt.step_size.eta(t);
         let s = self.opt.step_size.v_scale(t);
-        let update = v.scale(T::cast(s)) - g.scale(T::cast(eta));
-        state.set_x(x + update);
+        // x + (s v - eta g), in one pass.
+        let next = Var::weighted_sum(&[(T::cast(s), v), (-T::cast(eta), g), (T::one(), x)]);
+        state.set_x(next);
         Ok(StepInfo {
             tensors: vec![("v", v), ("z", z)],
             numbers: vec![("eta", eta), ("s", s)],

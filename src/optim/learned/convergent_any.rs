@@ -433,7 +433,12 @@ impl<'t, T: Scalar> Optimizer<'t, T> for AnyRun<'_, 't, T> {
         }
         // |w| = 0 gives v = 0 (no direction, no learned step) rather than NaN.
         let v = w.mul_scalar(magnitude.mul_elem(w.norm().recip_or_zero()));
-        state.set_x(x + v - g.scale(T::cast(eta)));
+        // (x + v) - eta g, in one pass.
+        state.set_x(Var::weighted_sum(&[
+            (T::one(), x),
+            (T::one(), v),
+            (-T::cast(eta), g),
+        ]));
         Ok(StepInfo {
             tensors: vec![("v", v), ("z", z)],
             numbers: vec![("eta", eta), ("n", n)],
