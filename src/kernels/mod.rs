@@ -23,7 +23,7 @@ mod tanh;
 pub use columns::Columns;
 pub(crate) use dots::{DOT_MAX_COLUMNS, DOT_MIN_INNER};
 pub(crate) use exp::exp_of;
-pub(crate) use gemm::{gemm_append, gemm_into, DenseRef};
+pub(crate) use gemm::{add_outer_product, gemm_append, gemm_into, DenseRef};
 pub use reduce::{dot, norm_squared_f64};
 pub use simd::Simd;
 pub(crate) use tanh::tanh_of;

@@ -13,7 +13,7 @@
 //! 4.2); nalgebra's own small-matrix fallback mis-reads strided views, so it is bypassed.
 
 use super::same_tape;
-use crate::kernels::{gemm_append, DenseRef, DOT_MAX_COLUMNS, DOT_MIN_INNER};
+use crate::kernels::{add_outer_product, gemm_append, DenseRef, DOT_MAX_COLUMNS, DOT_MIN_INNER};
 use crate::tape::{Op, Scalar, Var};
 use nalgebra::DMatrix;
 
@@ -22,27 +22,86 @@ struct MatMulOp {
     tb: bool,
 }
 
+/// One operand of a VJP product: the output's cotangent or an input.
+#[derive(Clone, Copy)]
+enum Operand {
+    Cotangent,
+    Input(usize),
+}
+
+impl MatMulOp {
+    /// The cotangent of input `k` as the product `op(left) op(right)` (the table above).
+    fn cotangent_product(&self, k: usize) -> (Operand, bool, Operand, bool) {
+        use Operand::{Cotangent as G, Input};
+        let (a, b) = (Input(0), Input(1));
+        match (k, self.ta, self.tb) {
+            (0, false, false) => (G, false, b, true),
+            (0, true, false) => (b, false, G, true),
+            (0, false, true) => (G, false, b, false),
+            (0, true, true) => (b, true, G, true),
+            (_, false, false) => (a, true, G, false),
+            (_, true, false) => (a, false, G, false),
+            (_, false, true) => (G, true, a, false),
+            (_, true, true) => (G, true, a, true),
+        }
+    }
+}
+
 impl<T: Scalar> Op<T> for MatMulOp {
     fn name(&self) -> &'static str {
         "matmul"
     }
-    fn vjp<'t>(&self, x: &[Var<'t, T>], _: Var<'t, T>, g: Var<'t, T>) -> Vec<Option<Var<'t, T>>> {
-        let (a, b) = (x[0], x[1]);
-        // Products for an input that needs no gradient (data, say) are skipped: each is as
-        // expensive as the forward product.
-        let da = a.requires_grad().then(|| match (self.ta, self.tb) {
-            (false, false) => g.matmul_t(false, b, true),
-            (true, false) => b.matmul_t(false, g, true),
-            (false, true) => g.matmul_t(false, b, false),
-            (true, true) => b.matmul_t(true, g, true),
-        });
-        let db = b.requires_grad().then(|| match (self.ta, self.tb) {
-            (false, false) => a.matmul_t(true, g, false),
-            (true, false) => a.matmul_t(false, g, false),
-            (false, true) => g.matmul_t(true, a, false),
-            (true, true) => g.matmul_t(true, a, true),
-        });
-        vec![da, db]
+    fn vjp<'t>(&self, x: &[Var<'t, T>], out: Var<'t, T>, g: Var<'t, T>) -> Vec<Option<Var<'t, T>>> {
+        self.vjp_wanted(x, out, g, &[true, true])
+    }
+    fn vjp_wanted<'t>(
+        &self,
+        x: &[Var<'t, T>],
+        _: Var<'t, T>,
+        g: Var<'t, T>,
+        wanted: &[bool],
+    ) -> Vec<Option<Var<'t, T>>> {
+        // Products for an input that needs no gradient (data, say), or whose cotangent the
+        // sweep does not want, are skipped: each is as expensive as the forward product.
+        (0..2)
+            .map(|k| {
+                (wanted[k] && x[k].requires_grad()).then(|| {
+                    let (left, tl, right, tr) = self.cotangent_product(k);
+                    let pick = |o: Operand| match o {
+                        Operand::Cotangent => g,
+                        Operand::Input(i) => x[i],
+                    };
+                    pick(left).matmul_t(tl, pick(right), tr)
+                })
+            })
+            .collect()
+    }
+    /// A cotangent of inner dimension 1 (the weight gradient of a product with a vector: `G
+    /// xᵀ` for `W x`) is added into the running sum as it is formed, when the product would
+    /// round as the small-shape loops do ([`crate::kernels::add_outer_product`]).
+    fn add_cotangent(
+        &self,
+        k: usize,
+        x: &[Var<'_, T>],
+        g: &DMatrix<T>,
+        sum: &mut DMatrix<T>,
+    ) -> bool {
+        let (left, tl, right, tr) = self.cotangent_product(k);
+        let (a, b) = (x[0].value_ref(), x[1].value_ref());
+        let pick = |o: Operand| match o {
+            Operand::Cotangent => g,
+            Operand::Input(0) => &*a,
+            Operand::Input(_) => &*b,
+        };
+        let (left, right) = (pick(left), pick(right));
+        let op_shape = |m: &DMatrix<T>, t: bool| if t { (m.ncols(), m.nrows()) } else { m.shape() };
+        let ((rows, inner), (inner_right, cols)) = (op_shape(left, tl), op_shape(right, tr));
+        // With an inner dimension of 1, `op(left)` is a column and `op(right)` a row whatever
+        // the transposes: their storage is `u` and `v`.
+        if inner != 1 || inner_right != 1 || sum.shape() != (rows, cols) {
+            return false;
+        }
+        add_outer_product(left.as_slice(), right.as_slice(), sum.as_mut_slice())
     }
 }
 
@@ -149,6 +208,41 @@ mod tests {
 
     proptest! {
         #![proptest_config(config())]
+        /// A weight used in three products with vectors: its rank-one cotangents are added
+        /// into its running sum in place in a sweep that records nothing, and formed and added
+        /// as nodes in one that records; both give the same bits, for every transpose and
+        /// either operand, in column lengths that do and do not take the in-place path.
+        #[test]
+        fn rank_one_cotangents_added_in_place_keep_their_bits(
+            r in 2usize..13, c in 20usize..30, seed in 0u64..1_000_000,
+            weight_left: bool, ta: bool, tb: bool) {
+            let tape = crate::tape::Tape::<f32>::new();
+            let f32s = |m: DMatrix<f64>| m.map(|v| v as f32);
+            let weight = tape.param(f32s(rand(seed, r, c)));
+            // op(weight) is r x c or c x r; the vector matches its inner side.
+            let (wr, wc) = if (weight_left && ta) || (!weight_left && tb) { (c, r) } else { (r, c) };
+            let mut loss = tape.scalar(0.0);
+            for t in 0..3 {
+                // op(vector) is wc x 1 on the right of op(weight), 1 x wr on its left.
+                let shape = match (weight_left, ta, tb) {
+                    (true, _, false) => (wc, 1),
+                    (true, _, true) => (1, wc),
+                    (false, true, _) => (wr, 1),
+                    (false, false, _) => (1, wr),
+                };
+                let vector = tape.constant(f32s(rand(seed + 1 + t, shape.0, shape.1)));
+                let product = if weight_left {
+                    weight.matmul_t(ta, vector, tb)
+                } else {
+                    vector.matmul_t(ta, weight, tb)
+                };
+                loss = loss + product.tanh().sum();
+            }
+            let plain = tape.grad(&[loss], &[weight], false)[0].value();
+            let recorded = tape.grad(&[loss], &[weight], true)[0].value();
+            prop_assert_eq!(plain, recorded);
+        }
+
         #[test]
         fn matmul_gradients(n in 1usize..9, k in 1usize..9, m in 1usize..9, seed in 0u64..1_000_000,
                             ta: bool, tb: bool) {

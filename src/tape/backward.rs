@@ -231,9 +231,13 @@ impl<'t, T: Scalar> Backward<'t, T> {
                 Var::new(self.tape, i as u32, nodes[i].epoch)
             };
             let g = self.cotangent_var(i);
-            let input_grads = self.call_vjp(i, &inputs, output, g);
+            let mut wanted: SmallVec<[bool; 4]> = inputs
+                .iter()
+                .map(|x| x.id() >= self.low && self.reaches[x.id() - self.low])
+                .collect();
+            let input_grads = self.call_vjp(i, &inputs, output, g, &mut wanted);
             let op_name = self.check_arity(i, &inputs, &input_grads);
-            let taken = self.collect(op_name, &inputs, input_grads, scratch.0);
+            let taken = self.collect(op_name, &inputs, input_grads, &wanted, scratch.0);
             for (j, gj) in taken {
                 self.accumulate(j, gj);
             }
@@ -265,11 +269,12 @@ impl<'t, T: Scalar> Backward<'t, T> {
     }
 
     fn call_vjp(
-        &self,
+        &mut self,
         i: usize,
         inputs: &[Var<'t, T>],
         output: Var<'t, T>,
         g: Var<'t, T>,
+        wanted: &mut [bool],
     ) -> Vec<Option<Var<'t, T>>> {
         // The op leaves its node while the VJP runs, since the VJP records new nodes into the
         // arena, which must not stay borrowed; `Lent` puts it back, even if the VJP panics.
@@ -278,10 +283,24 @@ impl<'t, T: Scalar> Backward<'t, T> {
             node: i,
             op: self.tape.nodes.borrow_mut()[i].op.take(),
         };
-        lent.op
-            .as_ref()
-            .expect("node with an op")
-            .vjp(inputs, output, g)
+        let op = lent.op.as_ref().expect("node with an op");
+        if !self.recorded {
+            // Cotangents the op can add into an input's running sum in place are not formed.
+            // Not for an input that appears twice: its sums must arrive in input order.
+            let g_value = g.value_ref();
+            for (k, x) in inputs.iter().enumerate() {
+                let once = inputs.iter().filter(|y| y.id() == x.id()).count() == 1;
+                if !wanted[k] || !once {
+                    continue;
+                }
+                if let Gradient::Value(sum) = &mut self.grads[x.id() - self.low] {
+                    if op.add_cotangent(k, inputs, &g_value, sum) {
+                        wanted[k] = false;
+                    }
+                }
+            }
+        }
+        op.vjp_wanted(inputs, output, g, wanted)
     }
 
     fn check_arity(
@@ -328,12 +347,13 @@ impl<'t, T: Scalar> Backward<'t, T> {
         op_name: &str,
         inputs: &[Var<'t, T>],
         grads: Vec<Option<Var<'t, T>>>,
+        wanted: &[bool],
         scratch: usize,
     ) -> SmallVec<[(usize, Gradient<'t, T>); 4]> {
         let mut out = SmallVec::new();
         for (k, (x, g)) in inputs.iter().zip(&grads).enumerate() {
             let (j, Some(g)) = (x.id(), g) else { continue };
-            if j < self.low || !self.reaches[j - self.low] {
+            if !wanted[k] {
                 continue;
             }
             assert!(
