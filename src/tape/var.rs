@@ -3,6 +3,7 @@
 use super::arena::StoredTranspose;
 use super::{Scalar, Tape};
 use nalgebra::DMatrix;
+use smallvec::SmallVec;
 use std::cell::Ref;
 use std::fmt;
 
@@ -106,8 +107,10 @@ impl<'t, T: Scalar> Var<'t, T> {
 
     /// Applies `f` to the values of `inputs` (borrowed together) and returns its result.
     pub(crate) fn with_values<R>(inputs: &[Var<'t, T>], f: impl FnOnce(&[&DMatrix<T>]) -> R) -> R {
-        let refs: Vec<Ref<'t, DMatrix<T>>> = inputs.iter().map(|v| v.value_ref()).collect();
-        let plain: Vec<&DMatrix<T>> = refs.iter().map(|r| &**r).collect();
+        // Inline for up to four inputs: no allocation for almost every op.
+        let refs: SmallVec<[Ref<'t, DMatrix<T>>; 4]> =
+            inputs.iter().map(|v| v.value_ref()).collect();
+        let plain: SmallVec<[&DMatrix<T>; 4]> = refs.iter().map(|r| &**r).collect();
         f(&plain)
     }
 }
