@@ -11,8 +11,18 @@ impl<T: Scalar> Op<T> for SubOp {
     fn name(&self) -> &'static str {
         "sub"
     }
-    fn vjp<'t>(&self, _: &[Var<'t, T>], _: Var<'t, T>, g: Var<'t, T>) -> Vec<Option<Var<'t, T>>> {
-        vec![Some(g), Some(-g)]
+    fn vjp<'t>(&self, x: &[Var<'t, T>], out: Var<'t, T>, g: Var<'t, T>) -> Vec<Option<Var<'t, T>>> {
+        self.vjp_wanted(x, out, g, &[true, true])
+    }
+    /// `-g` is formed only when wanted: a constant subtrahend (targets, say) needs none.
+    fn vjp_wanted<'t>(
+        &self,
+        x: &[Var<'t, T>],
+        _: Var<'t, T>,
+        g: Var<'t, T>,
+        wanted: &[bool],
+    ) -> Vec<Option<Var<'t, T>>> {
+        vec![Some(g), (wanted[1] && x[1].requires_grad()).then(|| -g)]
     }
 }
 
