@@ -3,10 +3,12 @@
 //! Derivatives:
 //! - `y = tanh(x)`: `dy/dx = 1 - y^2`; VJP `tanh_grad(g, y) = g - (g ∘ y) ∘ y`.
 //! - `r = tanh_grad(g, y)`, cotangent `c`: `dg = tanh_grad(c, y)`, `dy = -2 c ∘ g ∘ y`, computed
-//!   as `-((c ∘ (g ∘ y)) + ((c ∘ y) ∘ g))`: the sums that the chain `g - g.mul_elem(y).mul_elem(y)`
-//!   adds into `y`'s cotangent, one after the other, so a second-order sweep keeps the bits it
-//!   had with the chain (three nodes in the inner gradient and five operations in the sweep
-//!   before, one and two now).
+//!   as `-((c ∘ (g ∘ y)) + ((c ∘ y) ∘ g))`: the two terms that the chain
+//!   `g - g.mul_elem(y).mul_elem(y)` adds into `y`'s cotangent one after the other. Where they
+//!   are its first terms (in an inner gradient `y` is the output of the `tanh` being
+//!   differentiated, and nothing recorded after it reads `y`), a second-order sweep keeps the
+//!   bits it had with the chain: three nodes in the inner gradient and five operations in the
+//!   sweep before, one and two now.
 //! - `d = tanh_grad_y(c, g, y)`, cotangent `e`: `dc = -2 e ∘ g ∘ y`, `dg = -2 e ∘ c ∘ y`,
 //!   `dy = -2 e ∘ c ∘ g` (third order, with plain recorded ops).
 
