@@ -289,12 +289,12 @@ impl<'t, T: Scalar> Backward<'t, T> {
             // Not for an input that appears twice: its sums must arrive in input order.
             let g_value = g.value_ref();
             for (k, x) in inputs.iter().enumerate() {
-                let once = inputs.iter().filter(|y| y.id() == x.id()).count() == 1;
-                if !wanted[k] || !once {
+                if !wanted[k] {
                     continue;
                 }
                 if let Gradient::Value(sum) = &mut self.grads[x.id() - self.low] {
-                    if op.add_cotangent(k, inputs, &g_value, sum) {
+                    let once = inputs.iter().filter(|y| y.id() == x.id()).count() == 1;
+                    if once && op.add_cotangent(k, inputs, &g_value, sum) {
                         wanted[k] = false;
                     }
                 }
