@@ -164,60 +164,6 @@ pub(crate) fn gemm_append<T: Scalar>(
     }
 }
 
-/// `c += u vᵀ` in place (`c` column-major, `u.len()` x `v.len()`), with the bits of forming
-/// the product `op(a) op(b)` of inner dimension 1 whose column is `u` and row is `v` (through
-/// [`gemm_append`]) and adding it: `c + (0 + u_i v_j)` per entry, as the small-shape loops
-/// round a one-term sum. Returns false, leaving `c` alone, for the shapes that product may
-/// take to the column kernel (16 rows or more, at most 24 columns), whose fused multiply-add
-/// rounds `0 + u_i v_j` as one operation, and for columns shorter than 8, which the loop below
-/// would not vectorize (formed and then added, they are).
-///
-/// Panics unless `c` has `u.len() * v.len()` entries.
-pub(crate) fn add_outer_product<T: Scalar>(u: &[T], v: &[T], c: &mut [T]) -> bool {
-    let (rows, cols) = (u.len(), v.len());
-    assert_eq!(
-        c.len(),
-        rows * cols,
-        "add_outer_product: sum has the wrong size"
-    );
-    if rows < 8 || (rows >= 16 && cols <= 2 * MAX_COLUMNS) {
-        return false;
-    }
-    macro_rules! with_features {
-        ($feature:literal, $name:ident) => {{
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = $feature)]
-            unsafe fn $name<T: Scalar>(u: &[T], v: &[T], c: &mut [T]) {
-                add_outer_columns(u, v, c)
-            }
-            $name
-        }};
-    }
-    let ran = by_isa!(
-        // SAFETY: `by_isa!` runs this only when the CPU has AVX-512; the loop reads and writes
-        // slices only.
-        unsafe { with_features!("avx512f", avx512)(u, v, c) },
-        // SAFETY: `by_isa!` runs this only when the CPU has AVX2 and FMA; the loop reads and
-        // writes slices only.
-        unsafe { with_features!("avx2,fma", avx2)(u, v, c) }
-    );
-    if !ran {
-        add_outer_columns(u, v, c);
-    }
-    true
-}
-
-/// The loop of [`add_outer_product`], inlined into a copy per instruction set (Rust never
-/// fuses the multiply and the adds, so every copy gives the same bits).
-#[inline(always)]
-fn add_outer_columns<T: Scalar>(u: &[T], v: &[T], c: &mut [T]) {
-    for (column, &vj) in c.chunks_exact_mut(u.len()).zip(v) {
-        for (sum, &ui) in column.iter_mut().zip(u) {
-            *sum += T::zero() + ui * vj;
-        }
-    }
-}
-
 /// The number of entries of `op(a) op(b)`; panics with both shapes if the inner dimensions
 /// differ.
 fn check_shapes<T>(a: DenseRef<'_, T>, ta: bool, b: DenseRef<'_, T>, tb: bool) -> usize {
@@ -392,55 +338,6 @@ unsafe fn gemm_portable<T: Scalar>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// In place, an outer product adds what forming it and adding it adds, bit for bit, for
-    /// either operand read transposed; shapes the column kernel may take are refused.
-    #[test]
-    fn outer_products_added_in_place_keep_the_bits_of_the_formed_product() {
-        let values = |n: usize, phase: f32| -> Vec<f32> {
-            (0..n)
-                .map(|i| ((i as f32 + phase) * 0.731).sin() * 1e3)
-                .collect()
-        };
-        for (rows, cols) in [
-            (8, 1),
-            (8, 15701),
-            (12, 30),
-            (20, 30),
-            (16, 24),
-            (3, 40),
-            (30, 3),
-        ] {
-            let (u, v) = (values(rows, 0.5), values(cols, 1.5));
-            let start = values(rows * cols, 2.5);
-            let mut in_place = start.clone();
-            let took = add_outer_product(&u, &v, &mut in_place);
-            assert_eq!(
-                took,
-                rows >= 8 && !(rows >= 16 && cols <= 24),
-                "{rows} x {cols}"
-            );
-            if !took {
-                assert_eq!(in_place, start, "a refused shape is left alone");
-                continue;
-            }
-            for (ta, tb) in [(false, false), (true, true)] {
-                let mut product = Vec::new();
-                let (a_rows, a_cols) = if ta { (1, rows) } else { (rows, 1) };
-                let (b_rows, b_cols) = if tb { (cols, 1) } else { (1, cols) };
-                gemm_append(
-                    DenseRef::new(&u, a_rows, a_cols),
-                    ta,
-                    DenseRef::new(&v, b_rows, b_cols),
-                    tb,
-                    &mut product,
-                );
-                let formed = start.iter().zip(&product).map(|(s, p)| (s + p).to_bits());
-                let added = in_place.iter().map(|s| s.to_bits());
-                assert!(formed.eq(added), "{rows} x {cols}, transposes {ta} {tb}");
-            }
-        }
-    }
 
     /// The loop other scalar types take agrees with `matrixmultiply` on strided operands.
     #[test]

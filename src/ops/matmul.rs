@@ -13,8 +13,11 @@
 //! 4.2); nalgebra's own small-matrix fallback mis-reads strided views, so it is bypassed.
 
 use super::same_tape;
-use crate::kernels::{add_outer_product, gemm_append, DenseRef, DOT_MAX_COLUMNS, DOT_MIN_INNER};
-use crate::tape::{Op, Scalar, Var};
+use crate::kernels::{
+    add_outer_products, gemm_append, outer_products_keep_bits, DenseRef, DOT_MAX_COLUMNS,
+    DOT_MIN_INNER,
+};
+use crate::tape::{Factor, Op, OuterCotangent, Scalar, Var};
 use nalgebra::DMatrix;
 
 struct MatMulOp {
@@ -22,17 +25,10 @@ struct MatMulOp {
     tb: bool,
 }
 
-/// One operand of a VJP product: the output's cotangent or an input.
-#[derive(Clone, Copy)]
-enum Operand {
-    Cotangent,
-    Input(usize),
-}
-
 impl MatMulOp {
     /// The cotangent of input `k` as the product `op(left) op(right)` (the table above).
-    fn cotangent_product(&self, k: usize) -> (Operand, bool, Operand, bool) {
-        use Operand::{Cotangent as G, Input};
+    fn cotangent_product(&self, k: usize) -> (Factor, bool, Factor, bool) {
+        use Factor::{Cotangent as G, Input};
         let (a, b) = (Input(0), Input(1));
         match (k, self.ta, self.tb) {
             (0, false, false) => (G, false, b, true),
@@ -67,9 +63,9 @@ impl<T: Scalar> Op<T> for MatMulOp {
             .map(|k| {
                 (wanted[k] && x[k].requires_grad()).then(|| {
                     let (left, tl, right, tr) = self.cotangent_product(k);
-                    let pick = |o: Operand| match o {
-                        Operand::Cotangent => g,
-                        Operand::Input(i) => x[i],
+                    let pick = |o: Factor| match o {
+                        Factor::Cotangent => g,
+                        Factor::Input(i) => x[i],
                     };
                     pick(left).matmul_t(tl, pick(right), tr)
                 })
@@ -77,31 +73,42 @@ impl<T: Scalar> Op<T> for MatMulOp {
             .collect()
     }
     /// A cotangent of inner dimension 1 (the weight gradient of a product with a vector: `G
-    /// xᵀ` for `W x`) is added into the running sum as it is formed, when the product would
-    /// round as the small-shape loops do ([`crate::kernels::add_outer_product`]).
-    fn add_cotangent(
+    /// xᵀ` for `W x`) is given by its factors, for the sweep to add with the other uses'
+    /// terms at once, when the formed product would round as the small-shape loops do
+    /// ([`crate::kernels::outer_products_keep_bits`]).
+    fn outer_cotangent(
         &self,
         k: usize,
         x: &[Var<'_, T>],
         g: &DMatrix<T>,
-        sum: &mut DMatrix<T>,
-    ) -> bool {
+    ) -> Option<OuterCotangent<T>> {
         let (left, tl, right, tr) = self.cotangent_product(k);
-        let (a, b) = (x[0].value_ref(), x[1].value_ref());
-        let pick = |o: Operand| match o {
-            Operand::Cotangent => g,
-            Operand::Input(0) => &*a,
-            Operand::Input(_) => &*b,
+        let shape = |o: Factor| match o {
+            Factor::Cotangent => g.shape(),
+            Factor::Input(i) => x[i].shape(),
         };
-        let (left, right) = (pick(left), pick(right));
-        let op_shape = |m: &DMatrix<T>, t: bool| if t { (m.ncols(), m.nrows()) } else { m.shape() };
+        let op_shape = |o: Factor, t: bool| {
+            let (r, c) = shape(o);
+            if t {
+                (c, r)
+            } else {
+                (r, c)
+            }
+        };
         let ((rows, inner), (inner_right, cols)) = (op_shape(left, tl), op_shape(right, tr));
         // With an inner dimension of 1, `op(left)` is a column and `op(right)` a row whatever
         // the transposes: their storage is `u` and `v`.
-        if inner != 1 || inner_right != 1 || sum.shape() != (rows, cols) {
-            return false;
+        if inner != 1 || inner_right != 1 || x[k].shape() != (rows, cols) {
+            return None;
         }
-        add_outer_product(left.as_slice(), right.as_slice(), sum.as_mut_slice())
+        if !outer_products_keep_bits(rows, cols) {
+            return None;
+        }
+        Some(OuterCotangent {
+            u: left,
+            v: right,
+            add_terms: add_outer_products::<T>,
+        })
     }
 }
 
@@ -143,7 +150,7 @@ impl<'t, T: Scalar> Var<'t, T> {
         // tall product.
         let skinny = !transpose_other && other.ncols() <= DOT_MAX_COLUMNS;
         let short_inner = self.nrows() < DOT_MIN_INNER;
-        // Operands read through a stored transpose are not borrowed otherwise: a constant
+        // Factors read through a stored transpose are not borrowed otherwise: a constant
         // known only by its transpose is then never formed.
         let self_t = match (self.stored_transpose(), transpose_self) {
             (Some(t), false) if skinny => Some((t, true)),
@@ -208,12 +215,13 @@ mod tests {
 
     proptest! {
         #![proptest_config(config())]
-        /// A weight used in three products with vectors: its rank-one cotangents are added
-        /// into its running sum in place in a sweep that records nothing, and formed and added
-        /// as nodes in one that records; both give the same bits, for every transpose and
-        /// either operand, in column lengths that do and do not take the in-place path.
+        /// A weight used in three products with vectors and once elementwise between them:
+        /// its rank-one cotangents wait as factors in a sweep that records nothing and are
+        /// added in place, before the elementwise cotangent and after it, and are formed and
+        /// added as nodes in one that records; both give the same bits, for every transpose
+        /// and either operand, in column lengths that do and do not take the deferred path.
         #[test]
-        fn rank_one_cotangents_added_in_place_keep_their_bits(
+        fn rank_one_cotangents_added_later_keep_their_bits(
             r in 2usize..13, c in 20usize..30, seed in 0u64..1_000_000,
             weight_left: bool, ta: bool, tb: bool) {
             let tape = crate::tape::Tape::<f32>::new();
@@ -237,6 +245,9 @@ mod tests {
                     vector.matmul_t(ta, weight, tb)
                 };
                 loss = loss + product.tanh().sum();
+                if t == 1 {
+                    loss = loss + weight.tanh().sum();
+                }
             }
             let plain = tape.grad(&[loss], &[weight], false)[0].value();
             let recorded = tape.grad(&[loss], &[weight], true)[0].value();

@@ -1,6 +1,6 @@
 //! Reverse-mode gradients: `grad`, its recorded ("create graph") form, and Hessian-vector products.
 
-use super::{Op, Scalar, Tape, Var};
+use super::{AddOuterTerms, Factor, Op, Scalar, Tape, Var};
 use nalgebra::DMatrix;
 use smallvec::SmallVec;
 
@@ -93,6 +93,7 @@ impl<T: Scalar> Tape<T> {
                 Gradient::Var(v) => v,
                 Gradient::Value(m) => self.constant(m),
                 Gradient::Zero => x.zeros_like(),
+                Gradient::Outer(_) => unreachable!("pending terms are added before they leave"),
             })
             .collect()
     }
@@ -130,6 +131,55 @@ enum Gradient<'t, T: Scalar> {
     Zero,
     Var(Var<'t, T>),
     Value(DMatrix<T>),
+    /// In a sweep that records nothing: a running sum (none yet: zero) with outer-product
+    /// terms still to add ([`Op::outer_cotangent`]).
+    Outer(OuterSum<'t, T>),
+}
+
+/// A running sum and the outer-product terms `u_t v_tᵀ` that arrived after it, in order.
+struct OuterSum<'t, T: Scalar> {
+    sum: Option<DMatrix<T>>,
+    terms: Vec<[Held<'t, T>; 2]>,
+    add_terms: AddOuterTerms<T>,
+}
+
+/// A factor of an outer-product term: a copy of a cotangent (the sweep frees those), or a
+/// recorded value, which stays on the tape until the sweep ends.
+enum Held<'t, T: Scalar> {
+    Copied(DMatrix<T>),
+    Recorded(Var<'t, T>),
+}
+
+impl<T: Scalar> OuterSum<'_, T> {
+    /// The sum with every term added, in order.
+    fn into_value(self) -> DMatrix<T> {
+        let OuterSum {
+            sum,
+            terms,
+            add_terms,
+        } = self;
+        let factors = || terms.iter().flatten();
+        let borrowed: Vec<_> = factors()
+            .map(|f| match f {
+                Held::Recorded(v) => Some(v.value_ref()),
+                Held::Copied(_) => None,
+            })
+            .collect();
+        let slices: Vec<&[T]> = factors()
+            .zip(&borrowed)
+            .map(|(f, b)| match (f, b) {
+                (Held::Copied(m), _) => m.as_slice(),
+                (Held::Recorded(_), Some(value)) => value.as_slice(),
+                (Held::Recorded(_), None) => unreachable!("a recorded factor is borrowed"),
+            })
+            .collect();
+        let pairs: Vec<(&[T], &[T])> = slices.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+        let (rows, cols) = (pairs[0].0.len(), pairs[0].1.len());
+        // No sum yet is a zero one: `0 + (0 + u_i v_j)` is the first product as formed.
+        let mut sum = sum.unwrap_or_else(|| DMatrix::zeros(rows, cols));
+        add_terms(&pairs, sum.as_mut_slice());
+        sum
+    }
 }
 
 /// One backward sweep over the nodes between the lowest `wrt` and the highest output.
@@ -207,6 +257,13 @@ impl<'t, T: Scalar> Backward<'t, T> {
             if matches!(self.grads[i - self.low], Gradient::Zero) {
                 continue;
             }
+            // A VJP is linear in the cotangent: of zeros it gives zeros, and adding zeros
+            // changes no sum but the sign of a zero one. So a sweep that records nothing does
+            // not pass zeros on (saturated gates give exact ones: the paper's LSTM sends them
+            // back through the classifier's second-order terms at most of its steps).
+            if !self.recorded && self.cotangent_is_zero(i - self.low) {
+                continue;
+            }
             let (inputs, has_op) = {
                 let nodes = self.tape.nodes.borrow();
                 let n = &nodes[i];
@@ -256,6 +313,7 @@ impl<'t, T: Scalar> Backward<'t, T> {
                 // The sweep is over: a gradient moves out, copied only for a variable that
                 // appears again later in `wrt`.
                 let repeated = wrt[k + 1..].contains(&w);
+                self.add_pending(w - low);
                 match &mut self.grads[w - low] {
                     Gradient::Zero => Gradient::Zero,
                     Gradient::Var(v) => Gradient::Var(*v),
@@ -263,6 +321,7 @@ impl<'t, T: Scalar> Backward<'t, T> {
                     Gradient::Value(m) => {
                         Gradient::Value(std::mem::replace(m, DMatrix::zeros(0, 0)))
                     }
+                    Gradient::Outer(_) => unreachable!("pending terms were added"),
                 }
             })
             .collect()
@@ -285,19 +344,44 @@ impl<'t, T: Scalar> Backward<'t, T> {
         };
         let op = lent.op.as_ref().expect("node with an op");
         if !self.recorded {
-            // Cotangents the op can add into an input's running sum in place are not formed.
-            // Not for an input that appears twice: its sums must arrive in input order.
+            // Cotangents the op gives as outer products are not formed: their factors wait
+            // in the input's slot, to be added with the other uses' terms at once. Not for an
+            // input that appears twice: its sums must arrive in input order.
             let g_value = g.value_ref();
             for (k, x) in inputs.iter().enumerate() {
                 if !wanted[k] {
                     continue;
                 }
-                if let Gradient::Value(sum) = &mut self.grads[x.id() - self.low] {
-                    let once = inputs.iter().filter(|y| y.id() == x.id()).count() == 1;
-                    if once && op.add_cotangent(k, inputs, &g_value, sum) {
-                        wanted[k] = false;
-                    }
+                let Some(outer) = op.outer_cotangent(k, inputs, &g_value) else {
+                    continue;
+                };
+                if inputs.iter().filter(|y| y.id() == x.id()).count() > 1 {
+                    continue;
                 }
+                let hold = |f: Factor| match f {
+                    Factor::Cotangent => Held::Copied(g_value.clone()),
+                    Factor::Input(i) => Held::Recorded(inputs[i]),
+                };
+                let term = [hold(outer.u), hold(outer.v)];
+                let slot = &mut self.grads[x.id() - self.low];
+                *slot = match std::mem::replace(slot, Gradient::Zero) {
+                    Gradient::Outer(mut pending) => {
+                        pending.terms.push(term);
+                        Gradient::Outer(pending)
+                    }
+                    Gradient::Zero => Gradient::Outer(OuterSum {
+                        sum: None,
+                        terms: vec![term],
+                        add_terms: outer.add_terms,
+                    }),
+                    Gradient::Value(sum) => Gradient::Outer(OuterSum {
+                        sum: Some(sum),
+                        terms: vec![term],
+                        add_terms: outer.add_terms,
+                    }),
+                    Gradient::Var(_) => unreachable!("a recorded gradient in a plain sweep"),
+                };
+                wanted[k] = false;
             }
         }
         op.vjp_wanted(inputs, output, g, wanted)
@@ -326,6 +410,7 @@ impl<'t, T: Scalar> Backward<'t, T> {
     /// The accumulated cotangent of node `i` as a variable the VJP can use.
     fn cotangent_var(&mut self, i: usize) -> Var<'t, T> {
         let slot = i - self.low;
+        self.add_pending(slot);
         match &mut self.grads[slot] {
             Gradient::Var(v) => *v,
             Gradient::Value(m) => {
@@ -338,6 +423,26 @@ impl<'t, T: Scalar> Backward<'t, T> {
                 self.tape.constant(value)
             }
             Gradient::Zero => unreachable!("cotangent of a node with no gradient"),
+            Gradient::Outer(_) => unreachable!("pending terms were added"),
+        }
+    }
+
+    /// Whether the cotangent in `slot` (unrecorded) is all zeros, of either sign.
+    fn cotangent_is_zero(&mut self, slot: usize) -> bool {
+        self.add_pending(slot);
+        match &self.grads[slot] {
+            Gradient::Value(m) => m.iter().all(|v| *v == T::zero()),
+            _ => false,
+        }
+    }
+
+    /// Adds the outer-product terms waiting in `slot`, if any, into its sum.
+    fn add_pending(&mut self, slot: usize) {
+        let gradient = &mut self.grads[slot];
+        if matches!(gradient, Gradient::Outer(_)) {
+            if let Gradient::Outer(pending) = std::mem::replace(gradient, Gradient::Zero) {
+                *gradient = Gradient::Value(pending.into_value());
+            }
         }
     }
 
@@ -379,6 +484,7 @@ impl<'t, T: Scalar> Backward<'t, T> {
     }
 
     fn accumulate(&mut self, j: usize, g: Gradient<'t, T>) {
+        self.add_pending(j - self.low);
         let slot = &mut self.grads[j - self.low];
         *slot = match (std::mem::replace(slot, Gradient::Zero), g) {
             (Gradient::Zero, g) => g,

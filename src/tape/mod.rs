@@ -14,7 +14,7 @@ mod var;
 
 pub(crate) use arena::StoredTranspose;
 pub use arena::{Mark, Tape};
-pub use op::Op;
+pub use op::{AddOuterTerms, Factor, Op, OuterCotangent};
 pub use scalar::Scalar;
 pub(crate) use var::assert_same_shape;
 pub use var::Var;

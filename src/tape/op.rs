@@ -33,19 +33,45 @@ pub trait Op<T: Scalar>: 'static {
         self.vjp(inputs, output, g)
     }
 
-    /// For a sweep that records nothing: adds the cotangent of input `k` (for the output
-    /// cotangent `g`) into that input's running sum `sum` in place, with the bits of taking it
-    /// from [`Op::vjp`] and adding it, and returns true; or returns false, leaving `sum` alone,
-    /// and the sweep takes the cotangent from `vjp` (the default). Worth it where the cotangent
-    /// would be formed only to be added, like the rank-one weight gradient of a product with
-    /// a vector.
-    fn add_cotangent(
+    /// For a sweep that records nothing: the cotangent of input `k` (for the output cotangent
+    /// `g`) as an outer product `u vᵀ` whose formed value rounds every entry as `0 + u_i v_j`,
+    /// or `None` (the default: the sweep takes the cotangent from [`Op::vjp`]). The sweep then
+    /// keeps the factors and adds all the terms an input receives into its running sum at once
+    /// with [`OuterCotangent::add_terms`], instead of forming each product and reading the sum
+    /// back once per term. Worth it where the product is large and its factors small, like the
+    /// rank-one weight gradient of a product with a vector.
+    fn outer_cotangent(
         &self,
         _k: usize,
         _inputs: &[Var<'_, T>],
         _g: &DMatrix<T>,
-        _sum: &mut DMatrix<T>,
-    ) -> bool {
-        false
+    ) -> Option<OuterCotangent<T>> {
+        None
     }
+}
+
+/// Where the factors of an outer-product cotangent are: the output's cotangent or an input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Factor {
+    /// The cotangent of the op's output.
+    Cotangent,
+    /// Input `i` of the op.
+    Input(usize),
+}
+
+/// Adds outer-product terms `(u_t, v_t)` into a column-major running sum (see
+/// [`OuterCotangent::add_terms`]).
+pub type AddOuterTerms<T> = fn(terms: &[(&[T], &[T])], sum: &mut [T]);
+
+/// A cotangent `u vᵀ` given by its factors (see [`Op::outer_cotangent`]): `u` and `v` are read
+/// as stored (a column or a row, only their entries count), and the cotangent is `u.len() x
+/// v.len()`.
+pub struct OuterCotangent<T: Scalar> {
+    /// The factor whose entries run down the cotangent's columns.
+    pub u: Factor,
+    /// The factor whose entries run along its rows.
+    pub v: Factor,
+    /// Adds the terms `u_t v_tᵀ` into the column-major `sum`, one after the other, every entry
+    /// as `sum + (0 + u_i v_j)`: the bits of forming each cotangent and adding it in turn.
+    pub add_terms: AddOuterTerms<T>,
 }
