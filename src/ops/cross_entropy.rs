@@ -27,8 +27,9 @@ impl<T: Scalar> Op<T> for CrossEntropyOp {
             z.softmax().mul_elem(y.row_sums().broadcast(rows, cols)) - y
         } else {
             let y_value = y.value_ref();
+            // Each sample's mass: the sum along its row (nalgebra's `column_sum`).
             let mass_is_one = y_value
-                .row_sum()
+                .column_sum()
                 .iter()
                 .all(|m| (*m - T::one()).abs() <= T::cast(1e-6));
             drop(y_value);
@@ -122,6 +123,18 @@ mod tests {
         fn cross_entropy_gradients_in_both_arguments(r in 1usize..5, c in 2usize..5, seed in 0u64..1_000_000) {
             let f = tape_fn(|x| x[0].softmax_cross_entropy(x[1].softmax()));
             check(&f, &[rand(seed, r, c) * 3.0, rand(seed + 1, r, c)], seed)?;
+        }
+
+        /// Targets whose rows do not sum to 1 get the general derivative, even where every
+        /// column (class) sums to 1.
+        #[test]
+        fn cross_entropy_gradients_with_unnormalized_rows(c in 2usize..5, seed in 0u64..1_000_000) {
+            // Column j of rows 0 and 1: (1 - a_j, a_j), so every column sums to 1 and the
+            // rows to c - Σa and Σa.
+            let a: Vec<f64> = (0..c).map(|j| 0.1 + 0.8 * ((seed as f64 + j as f64) * 0.37).sin().abs()).collect();
+            let y = DMatrix::from_fn(2, c, |i, j| if i == 0 { 1.0 - a[j] } else { a[j] });
+            let f = tape_fn(move |x| x[0].softmax_cross_entropy(x[0].constant_like(y.clone())));
+            check(&f, &[rand(seed, 2, c) * 3.0], seed)?;
         }
 
         #[test]

@@ -103,7 +103,8 @@ pub(crate) fn with_weight_decay<'t, T: Scalar>(
 
 /// `a u + b v`, the form of every moving average.
 pub(crate) fn lin<'t, T: Scalar>(u: Var<'t, T>, a: f64, v: Var<'t, T>, b: f64) -> Var<'t, T> {
-    u.scale(T::cast(a)) + v.scale(T::cast(b))
+    // The bits of `u.scale(a) + v.scale(b)`, in one pass and one node.
+    Var::weighted_sum(&[(T::cast(a), u), (T::cast(b), v)])
 }
 
 impl<'t, T: Scalar> Optimizer<'t, T> for Sgd {

@@ -11,7 +11,10 @@ impl<T: Scalar> Tape<T> {
     /// returned as new variables, never stored on the parameters. With `create_graph` the
     /// backward pass is recorded, so the returned gradients can be differentiated again (to any
     /// order); without it, the backward pass runs unrecorded, accumulates in place, frees its
-    /// temporaries as it goes, and returns constants. A `wrt` variable that the outputs do not
+    /// temporaries as it goes, and returns constants. An unrecorded pass sends no cotangent of
+    /// zeros back through a VJP (a VJP is linear in it): its gradients differ from the recorded
+    /// pass's only in the sign of zero entries, and where the recorded pass would form `0 · ∞`
+    /// or `0 / 0` behind such a cotangent (NaN), they are finite. A `wrt` variable that the outputs do not
     /// depend on gets a zero gradient; a `wrt` that is a constant (made by `Tape::constant`,
     /// `stop_gradient` or under `Tape::no_grad`) is refused with a panic, since its true
     /// gradient could not be computed.
@@ -511,5 +514,24 @@ impl<T: Scalar> Drop for Lent<'_, T> {
         if let Ok(mut nodes) = self.tape.nodes.try_borrow_mut() {
             nodes[self.node].op = self.op.take();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::tape::Tape;
+    use nalgebra::dmatrix;
+
+    /// A cotangent of zeros passes nothing on in an unrecorded sweep: `sqrt`'s VJP at 0 would
+    /// turn it into `0 / 0`, which the recorded sweep does.
+    #[test]
+    fn a_zero_cotangent_passes_nothing_on() {
+        let tape = Tape::<f64>::new();
+        let x = tape.param(dmatrix![0.0; 4.0]);
+        let loss = x.sqrt().scale(0.0).sum() + x.sum();
+        let plain = tape.grad(&[loss], &[x], false)[0].value();
+        assert_eq!(plain, dmatrix![1.0; 1.0]);
+        let recorded = tape.grad(&[loss], &[x], true)[0].value();
+        assert!(recorded[0].is_nan() && recorded[1] == 1.0);
     }
 }
