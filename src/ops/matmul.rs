@@ -150,7 +150,7 @@ impl<'t, T: Scalar> Var<'t, T> {
         // tall product.
         let skinny = !transpose_other && other.ncols() <= DOT_MAX_COLUMNS;
         let short_inner = self.nrows() < DOT_MIN_INNER;
-        // Factors read through a stored transpose are not borrowed otherwise: a constant
+        // Operands read through a stored transpose are not borrowed otherwise: a constant
         // known only by its transpose is then never formed.
         let self_t = match (self.stored_transpose(), transpose_self) {
             (Some(t), false) if skinny => Some((t, true)),

@@ -12,10 +12,10 @@ impl<T: Scalar> Tape<T> {
     /// backward pass is recorded, so the returned gradients can be differentiated again (to any
     /// order); without it, the backward pass runs unrecorded, accumulates in place, frees its
     /// temporaries as it goes, and returns constants. An unrecorded pass sends no cotangent of
-    /// zeros back through a VJP (a VJP is linear in it): its gradients differ from the recorded
-    /// pass's only in the sign of zero entries, and where the recorded pass would form `0 · ∞`
-    /// or `0 / 0` behind such a cotangent (NaN), they are finite. A `wrt` variable that the outputs do not
-    /// depend on gets a zero gradient; a `wrt` that is a constant (made by `Tape::constant`,
+    /// zeros back through a VJP (a VJP is linear in it): its gradients differ from the
+    /// recorded pass's only in the sign of zero entries, and where the recorded pass would form
+    /// `0 · ∞` or `0 / 0` behind such a cotangent (NaN), they are finite. A `wrt` variable that
+    /// the outputs do not depend on gets a zero gradient; a `wrt` that is a constant (made by `Tape::constant`,
     /// `stop_gradient` or under `Tape::no_grad`) is refused with a panic, since its true
     /// gradient could not be computed.
     ///
@@ -262,8 +262,8 @@ impl<'t, T: Scalar> Backward<'t, T> {
             }
             // A VJP is linear in the cotangent: of zeros it gives zeros, and adding zeros
             // changes no sum but the sign of a zero one. So a sweep that records nothing does
-            // not pass zeros on (saturated gates give exact ones: the paper's LSTM sends them
-            // back through the classifier's second-order terms at most of its steps).
+            // not pass zeros on (saturated gates have derivatives of exactly zero: the paper's
+            // LSTM sends zeros back into the classifier's second-order terms at most steps).
             if !self.recorded && self.cotangent_is_zero(i - self.low) {
                 continue;
             }
