@@ -4,9 +4,10 @@
 
 use crate::{bar, say, write_file, Res, Settings};
 use convergent_l2o::meta::{
-    best_restart, load_checkpoint, save_checkpoint, trailing_meta_loss, MetaStepReport,
+    best_restart, load_checkpoint, save_checkpoint_in, trailing_meta_loss, MetaStepReport,
     MetaTrainer, WeightedLoss,
 };
+use convergent_l2o::models::BackgroundWriter;
 use convergent_l2o::optim::{LearnedOptimizer, UnconstrainedL2O};
 use convergent_l2o::problems::ProblemFamily;
 use rand::rngs::StdRng;
@@ -43,11 +44,14 @@ pub(crate) fn meta_train(
     }
     let pb = bar(meta_steps, &format!("meta-train {}", opt.name()));
     pb.set_position(trainer.meta_step().min(meta_steps) as u64);
+    // Each meta-step's checkpoint and history are written while the next one computes; all
+    // are on disk before this returns (the restarts' choice reads them back).
+    let mut writer = BackgroundWriter::new();
     while trainer.meta_step() < meta_steps {
         let t0 = Instant::now();
         match trainer.step(opt, family) {
             Ok(r) => {
-                save_checkpoint(&ckpt, &trainer, opt)?;
+                save_checkpoint_in(&mut writer, &ckpt, &trainer, opt)?;
                 pb.set_message(format!("meta-loss {:.4}", r.meta_loss));
                 pb.inc(1);
                 say(
@@ -65,7 +69,10 @@ pub(crate) fn meta_train(
                 if let Some(w) = &r.warning {
                     say(&pb, format!("  {}: warning: {w}", opt.name()));
                 }
-                write_file(&history_path, &history_csv(trainer.history()))?;
+                let history = history_csv(trainer.history()).into_bytes();
+                writer
+                    .write(&history_path, history)
+                    .map_err(|e| format!("{}: {e}", history_path.display()))?;
             }
             Err(e) => {
                 say(
@@ -81,6 +88,7 @@ pub(crate) fn meta_train(
         }
     }
     pb.finish();
+    writer.finish()?;
     opt.params().save(&out.join(format!("{file}.params")))?;
     Ok(trainer.history().to_vec())
 }

@@ -13,7 +13,7 @@
 use super::estimator::EstimatorState;
 use super::trainer::{MetaStepReport, MetaTrainer};
 use super::workers::Communicator;
-use crate::models::{bincode_options, write_atomically, Params};
+use crate::models::{bincode_options, write_atomically, BackgroundWriter, Params};
 use crate::optim::LearnedOptimizer;
 use crate::problems::all_finite;
 use crate::tape::Scalar;
@@ -153,6 +153,28 @@ pub fn save_checkpoint<T: Scalar>(
     }
 }
 
+/// [`save_checkpoint`] through `writer`: the checkpoint is encoded now and written on the
+/// writer's thread, after the writes handed to it before, while the caller goes on (a
+/// distributed run, whose ranks write together, waits for those and writes at once). The
+/// error of an earlier write of `writer` is returned here.
+pub fn save_checkpoint_in<T: Scalar>(
+    writer: &mut BackgroundWriter,
+    path: &Path,
+    trainer: &MetaTrainer<T>,
+    opt: &dyn LearnedOptimizer<T>,
+) -> Result<(), CheckpointError> {
+    let io = |error| CheckpointError::Io {
+        path: path.into(),
+        error,
+    };
+    if trainer.communicator().is_some() {
+        std::mem::take(writer).finish().map_err(io)?;
+        return save_checkpoint(path, trainer, opt);
+    }
+    let bytes = encode(path, trainer, opt, trainer.estimator().save())?;
+    writer.write(path, bytes).map_err(io)
+}
+
 /// Writes a checkpoint of `trainer` and `opt` with the estimator's persistent part `state`.
 fn write<T: Scalar>(
     path: &Path,
@@ -160,6 +182,21 @@ fn write<T: Scalar>(
     opt: &dyn LearnedOptimizer<T>,
     state: super::EstimatorState<T>,
 ) -> Result<(), CheckpointError> {
+    let bytes = encode(path, trainer, opt, state)?;
+    write_atomically(path, &bytes).map_err(|error| CheckpointError::Io {
+        path: path.into(),
+        error,
+    })
+}
+
+/// The bytes of a checkpoint of `trainer` and `opt` with the estimator's persistent part
+/// `state` (a header with a checksum, then the payload).
+fn encode<T: Scalar>(
+    path: &Path,
+    trainer: &MetaTrainer<T>,
+    opt: &dyn LearnedOptimizer<T>,
+    state: super::EstimatorState<T>,
+) -> Result<Vec<u8>, CheckpointError> {
     let format = |e: bincode::Error| CheckpointError::Format {
         path: path.into(),
         detail: e.to_string(),
@@ -181,10 +218,7 @@ fn write<T: Scalar>(
     };
     let mut bytes = bincode_options().serialize(&header).map_err(format)?;
     bytes.extend_from_slice(&body);
-    write_atomically(path, &bytes).map_err(|error| CheckpointError::Io {
-        path: path.into(),
-        error,
-    })
+    Ok(bytes)
 }
 
 /// The checkpoint's bytes: read from `path`, or in a distributed run read by rank 0 and sent

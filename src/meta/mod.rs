@@ -35,7 +35,7 @@ mod trainer;
 mod unroll;
 mod workers;
 
-pub use checkpoint::{load_checkpoint, save_checkpoint, CheckpointError};
+pub use checkpoint::{load_checkpoint, save_checkpoint, save_checkpoint_in, CheckpointError};
 pub use es::{Es, Pes};
 pub use estimator::{
     draw_rng, Estimate, EstimateContext, EstimatorState, FullBptt, GradientEstimator,

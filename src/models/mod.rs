@@ -7,6 +7,7 @@
 //! [`Params::bind_constants`] (evaluation).
 
 mod activation;
+mod background_write;
 pub mod lstm;
 pub mod mlp;
 mod params;
@@ -15,6 +16,7 @@ mod safetensors;
 mod spec;
 
 pub use activation::Activation;
+pub use background_write::BackgroundWriter;
 pub use lstm::{
     CellState, CoordinatewiseConfig, CoordinatewiseLstm, LstmCell, LstmState, Preprocessing,
     StackedLstm, TwoLayerLstm,
