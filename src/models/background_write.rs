@@ -1,7 +1,7 @@
 //! Atomic writes on a thread of their own, in order, so that a loop need not wait for the
 //! disk: a meta-training loop hands over each meta-step's checkpoint and goes on computing the
 //! next one while the file is written and synced (about 2.5 ms a sync on this machine, four
-//! syncs a meta-step: a tenth of the LSTM's meta-step).
+//! syncs a meta-step: an eighth of the LSTM's meta-step).
 //!
 //! A kill at any moment still leaves whole files: every write is [`write_atomically`]'s. What
 //! changes is only how far behind the disk may be: one write in progress and one waiting.
