@@ -70,9 +70,7 @@ pub(crate) fn meta_train(
                     say(&pb, format!("  {}: warning: {w}", opt.name()));
                 }
                 let history = history_csv(trainer.history()).into_bytes();
-                writer
-                    .write(&history_path, history)
-                    .map_err(|e| format!("{}: {e}", history_path.display()))?;
+                writer.write(&history_path, history)?;
             }
             Err(e) => {
                 say(

@@ -13,7 +13,7 @@
 use super::estimator::EstimatorState;
 use super::trainer::{MetaStepReport, MetaTrainer};
 use super::workers::Communicator;
-use crate::models::{bincode_options, write_atomically, BackgroundWriter, Params};
+use crate::models::{bincode_options, write_atomically, BackgroundWriter, Params, WriteError};
 use crate::optim::LearnedOptimizer;
 use crate::problems::all_finite;
 use crate::tape::Scalar;
@@ -163,16 +163,17 @@ pub fn save_checkpoint_in<T: Scalar>(
     trainer: &MetaTrainer<T>,
     opt: &dyn LearnedOptimizer<T>,
 ) -> Result<(), CheckpointError> {
-    let io = |error| CheckpointError::Io {
-        path: path.into(),
-        error,
+    // A failure names the file that failed, which may be an earlier one.
+    let failed = |e: WriteError| CheckpointError::Io {
+        path: e.path,
+        error: e.error,
     };
     if trainer.communicator().is_some() {
-        std::mem::take(writer).finish().map_err(io)?;
+        std::mem::take(writer).finish().map_err(failed)?;
         return save_checkpoint(path, trainer, opt);
     }
     let bytes = encode(path, trainer, opt, trainer.estimator().save())?;
-    writer.write(path, bytes).map_err(io)
+    writer.write(path, bytes).map_err(failed)
 }
 
 /// Writes a checkpoint of `trainer` and `opt` with the estimator's persistent part `state`.

@@ -7,10 +7,28 @@
 //! changes is only how far behind the disk may be: one write in progress and one waiting.
 
 use super::write_atomically;
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
+
+/// A write of a [`BackgroundWriter`] that failed: the file, and why.
+#[derive(Debug)]
+pub struct WriteError {
+    /// The file that was not written.
+    pub path: PathBuf,
+    /// The underlying error.
+    pub error: io::Error,
+}
+
+impl fmt::Display for WriteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.error)
+    }
+}
+
+impl std::error::Error for WriteError {}
 
 /// Writes files atomically on a background thread, one after the other in the order they were
 /// handed over; the first failure stops it and is returned by the next call.
@@ -27,9 +45,9 @@ use std::thread::JoinHandle;
 /// ```
 pub struct BackgroundWriter {
     jobs: Option<SyncSender<(PathBuf, Vec<u8>)>>,
-    worker: Option<JoinHandle<io::Result<()>>>,
-    /// The failure that stopped the thread, once it has been collected.
-    failed: Option<String>,
+    worker: Option<JoinHandle<Result<(), WriteError>>>,
+    /// The failure that stopped the thread (file, kind, message), once it has been collected.
+    failed: Option<(PathBuf, io::ErrorKind, String)>,
 }
 
 impl Default for BackgroundWriter {
@@ -45,8 +63,7 @@ impl BackgroundWriter {
         let (jobs, queue) = sync_channel::<(PathBuf, Vec<u8>)>(1);
         let worker = std::thread::spawn(move || {
             for (path, bytes) in queue {
-                write_atomically(&path, &bytes)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+                write_atomically(&path, &bytes).map_err(|error| WriteError { path, error })?;
             }
             Ok(())
         });
@@ -60,7 +77,7 @@ impl BackgroundWriter {
     /// Hands `bytes` over to be written atomically to `path` after the writes before it;
     /// waits only while another write is already waiting. Errors with the first write that
     /// failed so far (naming its file), after which nothing more is written.
-    pub fn write(&mut self, path: &Path, bytes: Vec<u8>) -> io::Result<()> {
+    pub fn write(&mut self, path: &Path, bytes: Vec<u8>) -> Result<(), WriteError> {
         let sent = match &self.jobs {
             Some(jobs) => jobs.send((path.to_path_buf(), bytes)).is_ok(),
             None => false,
@@ -70,31 +87,37 @@ impl BackgroundWriter {
         }
         // The thread has stopped: it failed, and says why.
         self.wait()?;
-        Err(io::Error::other(format!(
-            "{}: not written, an earlier write failed",
-            path.display()
-        )))
+        Err(WriteError {
+            path: path.to_path_buf(),
+            error: io::Error::other("not written: the writing thread has stopped"),
+        })
     }
 
     /// Waits until every write handed over is on disk; the first failure, naming its file.
-    pub fn finish(mut self) -> io::Result<()> {
+    pub fn finish(mut self) -> Result<(), WriteError> {
         self.wait()
     }
 
     /// Ends the thread once its queue is empty; the failure that stopped it, now or before.
-    fn wait(&mut self) -> io::Result<()> {
+    fn wait(&mut self) -> Result<(), WriteError> {
         self.jobs = None;
         if let Some(worker) = self.worker.take() {
-            let outcome = worker
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the writing thread panicked")));
+            let outcome = worker.join().unwrap_or_else(|_| {
+                Err(WriteError {
+                    path: PathBuf::new(),
+                    error: io::Error::other("the writing thread panicked"),
+                })
+            });
             if let Err(e) = outcome {
-                self.failed = Some(e.to_string());
+                self.failed = Some((e.path.clone(), e.error.kind(), e.error.to_string()));
                 return Err(e);
             }
         }
         match &self.failed {
-            Some(failure) => Err(io::Error::other(failure.clone())),
+            Some((path, kind, message)) => Err(WriteError {
+                path: path.clone(),
+                error: io::Error::new(*kind, message.clone()),
+            }),
             None => Ok(()),
         }
     }
@@ -139,8 +162,9 @@ mod tests {
         // Reported by `finish`.
         let mut writer = BackgroundWriter::new();
         writer.write(&missing, b"x".to_vec()).unwrap();
-        let error = writer.finish().unwrap_err().to_string();
-        assert!(error.contains("a.ckpt"), "{error}");
+        let error = writer.finish().unwrap_err();
+        assert_eq!(error.path, missing);
+        assert_eq!(error.to_string().matches("a.ckpt").count(), 1, "{error}");
         // Reported by a later hand-over once the thread has stopped, then by `finish` too;
         // nothing handed over after the failure is written.
         let mut writer = BackgroundWriter::new();

@@ -16,7 +16,7 @@ mod safetensors;
 mod spec;
 
 pub use activation::Activation;
-pub use background_write::BackgroundWriter;
+pub use background_write::{BackgroundWriter, WriteError};
 pub use lstm::{
     CellState, CoordinatewiseConfig, CoordinatewiseLstm, LstmCell, LstmState, Preprocessing,
     StackedLstm, TwoLayerLstm,

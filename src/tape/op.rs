@@ -73,5 +73,7 @@ pub struct OuterCotangent<T: Scalar> {
     pub v: Factor,
     /// Adds the terms `u_t v_tᵀ` into the column-major `sum`, one after the other, every entry
     /// as `sum + (0 + u_i v_j)`: the bits of forming each cotangent and adding it in turn.
+    /// Every op's function must give these bits, so the sweep adds all the terms an input
+    /// receives with the first one's.
     pub add_terms: AddOuterTerms<T>,
 }
